@@ -1,0 +1,1 @@
+//! Harness for clickstamp's end-to-end tests (see `tests/e2e/`).
