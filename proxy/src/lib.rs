@@ -1,1 +1,14 @@
+//! clickstamp: a conversion-tracking edge on Pingora.
+//!
+//! A library first: [`service::MainService`] is a Pingora `ProxyHttp`, [`admin::AdminApp`]
+//! the admin listener, and [`tracker::Tracker`] the framework-independent core that an
+//! existing server can call. The `clickstamp` binary is a thin shell over [`cli`].
 
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod landers;
+pub mod metrics;
+pub mod service;
+pub mod store;
+pub mod tracker;

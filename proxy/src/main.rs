@@ -1,1 +1,5 @@
-fn main() {}
+//! The `clickstamp` binary.
+
+fn main() -> std::process::ExitCode {
+    clickstamp::cli::main()
+}

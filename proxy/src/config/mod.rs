@@ -1,0 +1,240 @@
+//! Configuration: a TOML file parsed into [`raw::RawConfig`], then validated into the
+//! typed [`Config`] the service runs on.
+//!
+//! Validation collects every problem before giving up, and each [`ConfigError`] names
+//! the key (`campaigns[0].offers[1].weight`), what is wrong, and the fix, so one run of
+//! `clickstamp check` tells an operator everything to change.
+
+pub mod raw;
+mod validate;
+
+use clickstamp_plugins::{Network, TrafficSource};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use validate::validate;
+
+/// One problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The TOML key the problem is at, e.g. `offers[2].url`.
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} (fix: {})", self.key, self.problem, self.fix)
+    }
+}
+
+/// Every problem found in a config file; never empty.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} problem(s) in the config:", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Load, parse and validate the config file at `path`. Relative paths inside the file
+/// (store path, landers directories) are resolved against the file's directory.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            key: "(file)".into(),
+            problem: format!("cannot read {}: {e}", path.display()),
+            fix: "pass an existing, readable file to --config".into(),
+        }])
+    })?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(&text, &base_dir)
+}
+
+/// Parse and validate config `text`; `base_dir` anchors relative paths.
+pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
+        let key = e
+            .span()
+            .map(|s| format!("(line {})", text[..s.start].matches('\n').count() + 1))
+            .unwrap_or_else(|| "(syntax)".into());
+        ConfigErrors(vec![ConfigError {
+            key,
+            problem: e.message().to_string(),
+            fix: "correct the TOML at that line; every key is listed in the README's config reference"
+                .into(),
+        }])
+    })?;
+    validate(raw, base_dir, &|name| std::env::var(name).ok())
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub secrets: Secrets,
+    pub networks: Vec<NetworkConfig>,
+    pub sources: Vec<SourceConfig>,
+    pub offers: Vec<Offer>,
+    pub campaigns: Vec<Campaign>,
+}
+
+impl Config {
+    /// The longest attribution window of any campaign: a click ID older than this is
+    /// expired everywhere, so it can be refused from the ID alone.
+    pub fn max_attribution_window(&self) -> Duration {
+        self.campaigns
+            .iter()
+            .map(|c| c.attribution_window)
+            .max()
+            .unwrap_or(validate::DEFAULT_ATTRIBUTION_WINDOW)
+    }
+
+    /// Index of the offer with `id`.
+    pub fn offer_index(&self, id: &str) -> Option<usize> {
+        self.offers.iter().position(|o| o.id == id)
+    }
+
+    /// Index of the campaign with `id`.
+    pub fn campaign_index(&self, id: &str) -> Option<usize> {
+        self.campaigns.iter().position(|c| c.id == id)
+    }
+}
+
+/// `[server]`
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Main listener (landing pages, /go, /postback, /px).
+    pub listen: SocketAddr,
+    /// Admin listener (/metrics, /healthz, /api).
+    pub admin_listen: SocketAddr,
+    /// Worker threads for the main listener.
+    pub threads: usize,
+    /// The public base URL networks reach us at (used to print postback URLs).
+    pub public_url: String,
+    /// Header holding the client address when behind a trusted load balancer.
+    pub client_ip_header: Option<String>,
+    /// Prefix of the per-campaign click cookie (`<prefix><campaign id>`).
+    pub cookie_prefix: String,
+    /// `text` or `json` logs.
+    pub log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// When a write is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The response waits for the transaction holding the click to commit.
+    Commit,
+    /// The response does not wait; a crash can lose the last batch.
+    Async,
+}
+
+/// SQLite `synchronous` level for the WAL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Committed data survives a process crash (kill -9); not an OS crash or power cut.
+    Normal,
+    /// One fsync per batch: committed data survives power loss too.
+    Full,
+}
+
+/// `[store]`
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub durability: Durability,
+    pub sync: SyncMode,
+    pub batch_max: usize,
+    pub click_cache: usize,
+}
+
+/// `[secrets]`
+#[derive(Clone)]
+pub struct Secrets {
+    pub click_id_key: Vec<u8>,
+    pub admin_token: String,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secrets { <redacted> }")
+    }
+}
+
+/// `[[networks]]`
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    pub id: String,
+    pub plugin: Arc<dyn Network>,
+}
+
+/// `[[traffic_sources]]`
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub id: String,
+    pub plugin: Arc<dyn TrafficSource>,
+}
+
+/// `[[offers]]`
+#[derive(Debug, Clone)]
+pub struct Offer {
+    pub id: String,
+    pub url: String,
+    /// Index into [`Config::networks`].
+    pub network: usize,
+}
+
+/// Where a campaign's landing pages come from.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// An HTTP upstream.
+    Upstream {
+        addr: SocketAddr,
+        host_header: String,
+        /// Path prefix on the upstream that the campaign path maps to.
+        base_path: String,
+    },
+    /// Static files in a local directory.
+    Landers { root: PathBuf },
+}
+
+/// `[[campaigns]]`
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub id: String,
+    /// Lowercase host the campaign answers on, or any host.
+    pub host: Option<String>,
+    /// Path prefix (`/summer`); `/` matches everything.
+    pub path: String,
+    /// Index into [`Config::sources`].
+    pub source: usize,
+    /// `(index into Config::offers, weight)`; weights sum to more than 0.
+    pub offers: Vec<(usize, u32)>,
+    pub origin: Origin,
+    pub attribution_window: Duration,
+    /// Cost per click when the source does not report one.
+    pub cost: Option<f64>,
+    /// Whether `/go` may mint a click for a visitor who never saw the landing page.
+    pub direct_linking: bool,
+}

@@ -1,0 +1,134 @@
+//! Static landing pages from a local directory.
+//!
+//! Only files under the configured root are ever served: `..`, encoded slashes,
+//! backslashes and NUL are refused before touching the file system, and the resolved
+//! path is checked to still lie under the root (symlinks included).
+
+use clickstamp_plugins::query::decode_query_component;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+/// A file ready to send.
+#[derive(Debug)]
+pub struct LanderFile {
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+    pub etag: String,
+}
+
+/// Why a lander could not be served.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LanderError {
+    #[error("no such file")]
+    NotFound,
+    #[error("path escapes the landers directory")]
+    Traversal,
+}
+
+/// Resolve `rest` (the request path below the campaign prefix, still percent-encoded)
+/// to a file under `root` (already canonical).
+pub fn resolve(root: &Path, rest: &str) -> Result<PathBuf, LanderError> {
+    let mut path = root.to_path_buf();
+    for raw in rest.split('/').filter(|s| !s.is_empty()) {
+        // Percent-decode each segment on its own, so an encoded `/` cannot form a new one.
+        let segment = decode_query_component(&raw.replace('+', "%2B"));
+        if segment == ".."
+            || segment == "."
+            || segment.contains(['/', '\\', '\0'])
+            || segment.starts_with('.')
+        {
+            return Err(LanderError::Traversal);
+        }
+        path.push(segment);
+    }
+    if path.is_dir() {
+        path.push("index.html");
+    }
+    let canonical = path.canonicalize().map_err(|_| LanderError::NotFound)?;
+    if !canonical.starts_with(root) {
+        return Err(LanderError::Traversal);
+    }
+    if !canonical.is_file() {
+        return Err(LanderError::NotFound);
+    }
+    Ok(canonical)
+}
+
+/// Read a resolved lander file.
+pub async fn read(path: &Path) -> Result<LanderFile, LanderError> {
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|_| LanderError::NotFound)?;
+    let body = tokio::fs::read(path)
+        .await
+        .map_err(|_| LanderError::NotFound)?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Ok(LanderFile {
+        content_type: content_type(path),
+        etag: format!("\"{:x}-{:x}\"", body.len(), mtime),
+        body,
+    })
+}
+
+/// Content type by extension.
+pub fn content_type(path: &Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "wasm" => "application/wasm",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Whether an `If-None-Match` header matches `etag`.
+pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    if_none_match.split(',').any(|t| {
+        let t = t.trim();
+        t == "*" || t.trim_start_matches("W/") == etag
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_is_refused() {
+        let root = std::env::temp_dir().canonicalize().unwrap();
+        for bad in [
+            "/../etc/passwd",
+            "/%2e%2e/etc/passwd",
+            "/a%2f..%2f..%2fetc",
+            "/..%5c..%5cetc",
+            "/.env",
+            "/%00",
+        ] {
+            assert!(resolve(&root, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn etags() {
+        assert!(etag_matches("\"a\", W/\"b\"", "\"b\""));
+        assert!(!etag_matches("\"a\"", "\"b\""));
+    }
+}

@@ -1,0 +1,151 @@
+//! Prometheus metrics, all named `clickstamp_*`.
+//!
+//! Label values come only from configured ids (campaign, source, offer, network) or
+//! from fixed sets defined in this crate (route, outcome, reason) — never from request
+//! input, so a hostile client cannot blow up the series count.
+
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets from 50µs to ~1.6s: most of our work is sub-millisecond.
+fn latency_buckets() -> Vec<f64> {
+    exponential_buckets(0.000_05, 2.0, 16).expect("static bucket layout is valid")
+}
+
+/// Every metric the service exports, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route and outcome.
+    pub requests: IntCounterVec,
+    /// Request latency by route.
+    pub request_seconds: HistogramVec,
+    /// Clicks recorded, by campaign and traffic source.
+    pub clicks: IntCounterVec,
+    /// Cost of recorded clicks, by campaign and traffic source.
+    pub click_cost: prometheus::CounterVec,
+    /// Outbound clicks (/go → offer), by campaign and offer.
+    pub outbound_clicks: IntCounterVec,
+    /// Click IDs refused, by route and reason.
+    pub click_ids_rejected: IntCounterVec,
+    /// Seconds per store commit (one batch).
+    pub store_commit_seconds: Histogram,
+    /// Operations per committed batch.
+    pub store_batch_ops: Histogram,
+    /// Writes that failed to commit.
+    pub store_errors: IntCounter,
+}
+
+impl Metrics {
+    /// Create and register every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let requests = counter_vec(
+            "clickstamp_requests_total",
+            "Requests by route and outcome.",
+            &["route", "outcome"],
+        );
+        let clicks = counter_vec(
+            "clickstamp_clicks_total",
+            "Clicks recorded.",
+            &["campaign", "source"],
+        );
+        let outbound_clicks = counter_vec(
+            "clickstamp_outbound_clicks_total",
+            "Visitors sent to an offer by /go.",
+            &["campaign", "offer"],
+        );
+        let click_ids_rejected = counter_vec(
+            "clickstamp_click_ids_rejected_total",
+            "Click IDs refused from the ID alone (malformed, bad MAC, expired).",
+            &["route", "reason"],
+        );
+        let request_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "clickstamp_request_duration_seconds",
+                "Request latency by route.",
+            )
+            .buckets(latency_buckets()),
+            &["route"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(request_seconds.clone()))
+            .expect("unique metric");
+        let click_cost = prometheus::CounterVec::new(
+            Opts::new(
+                "clickstamp_click_cost_total",
+                "Cost of recorded clicks, in the account currency.",
+            ),
+            &["campaign", "source"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(click_cost.clone()))
+            .expect("unique metric");
+        let store_commit_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "clickstamp_store_commit_duration_seconds",
+                "Seconds per store commit (one batch).",
+            )
+            .buckets(latency_buckets()),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_commit_seconds.clone()))
+            .expect("unique metric");
+        let store_batch_ops = Histogram::with_opts(
+            HistogramOpts::new(
+                "clickstamp_store_batch_operations",
+                "Write operations per committed batch.",
+            )
+            .buckets(exponential_buckets(1.0, 2.0, 12).expect("static bucket layout is valid")),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_batch_ops.clone()))
+            .expect("unique metric");
+        let store_errors = IntCounter::new(
+            "clickstamp_store_errors_total",
+            "Writes that failed to commit.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_errors.clone()))
+            .expect("unique metric");
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            clicks,
+            click_cost,
+            outbound_clicks,
+            click_ids_rejected,
+            store_commit_seconds,
+            store_batch_ops,
+            store_errors,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,124 @@
+//! The tracker: click capture and `/go`, independent of any HTTP framework.
+//!
+//! [`crate::service`] adapts it to Pingora; an existing server can call it directly.
+//! Modules follow a request: [`route`] picks what a path means, [`visit`] reads what
+//! the visitor sent, [`capture`] records landing clicks, [`go`] sends visitors to offers.
+
+pub mod capture;
+pub mod go;
+pub mod route;
+pub mod visit;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use clickstamp_plugins::{ClickId, ClickIdCodec, ClickIdError};
+use rand::RngCore;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Shared state behind every request.
+pub struct Tracker {
+    pub config: Arc<Config>,
+    pub codec: ClickIdCodec,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    max_age_ms: u64,
+}
+
+impl Tracker {
+    /// A tracker over a validated config and an open store.
+    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+        let codec = ClickIdCodec::new(&config.secrets.click_id_key);
+        let max_age_ms = config.max_attribution_window().as_millis() as u64;
+        Tracker {
+            config,
+            codec,
+            store,
+            metrics,
+            max_age_ms,
+        }
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn now_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    /// Mint a fresh click ID.
+    pub fn mint(&self, now_ms: u64) -> ClickId {
+        let mut random = [0u8; 6];
+        rand::rng().fill_bytes(&mut random);
+        self.codec.mint(now_ms, random)
+    }
+
+    /// Verify a click ID against the key and the longest attribution window. Campaign
+    /// windows are checked again once the campaign is known.
+    pub fn verify(&self, text: &str, now_ms: u64) -> Result<ClickId, ClickIdError> {
+        self.codec.verify(text, now_ms, self.max_age_ms)
+    }
+
+    /// Verify a click ID against one campaign's window.
+    pub fn verify_for_campaign(
+        &self,
+        text: &str,
+        campaign: usize,
+        now_ms: u64,
+    ) -> Result<ClickId, ClickIdError> {
+        let window = self.config.campaigns[campaign]
+            .attribution_window
+            .as_millis() as u64;
+        self.codec.verify(text, now_ms, window)
+    }
+
+    /// Name of the click cookie for `campaign`.
+    pub fn cookie_name(&self, campaign: usize) -> String {
+        format!(
+            "{}{}",
+            self.config.server.cookie_prefix, self.config.campaigns[campaign].id
+        )
+    }
+
+    /// `Set-Cookie` value carrying `click_id` for `campaign`, living as long as its
+    /// attribution window. Set by the server, so Safari's 7-day cap on script-written
+    /// cookies does not apply. Not HttpOnly: the pixel SDK reads it.
+    pub fn set_cookie(&self, campaign: usize, click_id: &ClickId) -> String {
+        let max_age = self.config.campaigns[campaign].attribution_window.as_secs();
+        format!(
+            "{}={click_id}; Path=/; Max-Age={max_age}; SameSite=Lax",
+            self.cookie_name(campaign)
+        )
+    }
+
+    /// The click stored in `campaign`'s cookie, if present and valid. An invalid one is
+    /// counted under `route` and otherwise ignored: a visitor is never turned away for
+    /// a stale cookie.
+    pub fn click_from_cookie(
+        &self,
+        cookies: &str,
+        campaign: usize,
+        now_ms: u64,
+        route: &str,
+    ) -> Option<ClickId> {
+        let value = visit::cookie_value(cookies, &self.cookie_name(campaign))?;
+        match self.verify_for_campaign(value, campaign, now_ms) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                self.reject_click_id(route, e);
+                None
+            }
+        }
+    }
+
+    /// Count and log a refused click ID.
+    pub fn reject_click_id(&self, route: &str, e: ClickIdError) {
+        self.metrics
+            .click_ids_rejected
+            .with_label_values(&[route, e.reason()])
+            .inc();
+        tracing::info!(route, reason = e.reason(), "click id refused");
+    }
+}
