@@ -1,1 +1,34 @@
-//! Harness for clickstamp's end-to-end tests (see `tests/e2e/`).
+//! Harness for clickstamp's end-to-end tests: builds and boots the real `clickstamp`
+//! binary on free loopback ports with a config written to a fresh directory, and talks
+//! to it over real HTTP.
+
+pub mod http;
+pub mod instance;
+
+pub use http::{get, request, Response};
+pub use instance::{binary, Instance, TempDir};
+
+/// True when running under CI (`CI=true`): a missing system program is then a failure,
+/// not a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
+}
+
+/// Locate a system program; if absent, fail under CI and skip loudly elsewhere.
+/// Returns `None` to mean "skip this test".
+pub fn require_program(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if in_ci() {
+            panic!("{name} is required under CI=true but is not installed");
+        }
+        eprintln!("\n*** SKIPPING: {name} is not installed (install it to run this test) ***\n");
+    }
+    found
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests: the real binary on loopback. One test binary for all of them, so
+//! the workspace links the world once.
+
+mod config_errors;
+mod foundation;

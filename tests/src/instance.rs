@@ -1,0 +1,253 @@
+//! Boot the real binary.
+
+use crate::http::{get, Response};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The click-ID key every test instance uses, so tests can mint IDs of their own.
+pub const CLICK_ID_KEY: &str = "e2e-click-id-key-0123456789abcdef";
+/// The admin token every test instance uses.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Path to the `clickstamp` binary, built once per test run with the same profile as
+/// the tests (or taken from `CLICKSTAMP_BIN`).
+pub fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("CLICKSTAMP_BIN") {
+            return PathBuf::from(p);
+        }
+        let root = workspace_root();
+        let release = !cfg!(debug_assertions);
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.current_dir(&root)
+            .args(["build", "-p", "clickstamp", "--bin", "clickstamp"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .status()
+            .expect("run cargo build for the clickstamp binary");
+        assert!(status.success(), "building the clickstamp binary failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        target
+            .join(if release { "release" } else { "debug" })
+            .join("clickstamp")
+    })
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Create a new, empty, uniquely named directory.
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "clickstamp-e2e-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A free loopback port (bound then released; good enough on a test machine).
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+}
+
+/// The campaigns, offers, network and source of the demo, with the landers directory
+/// pointing at the repo's demo landers.
+pub fn demo_body() -> String {
+    let landers = workspace_root().join("config/demo/landers");
+    format!(
+        r#"
+[[networks]]
+id = "cake"
+
+[[traffic_sources]]
+id = "demo-source"
+click_id_params = ["tsid"]
+cost_param = "cost"
+sub_id_params = ["zone", "creative"]
+
+[[offers]]
+id = "demo"
+url = "https://network.example/offer?a=1"
+network = "cake"
+
+[[campaigns]]
+id = "demo-campaign"
+path = "/demo"
+traffic_source = "demo-source"
+offers = [{{ offer = "demo", weight = 1 }}]
+origin = {{ landers = "{}" }}
+attribution_window = "30d"
+cost = 0.01
+direct_linking = true
+"#,
+        landers.display()
+    )
+}
+
+/// A running clickstamp process. Killed on drop.
+#[derive(Debug)]
+pub struct Instance {
+    pub dir: TempDir,
+    pub main: SocketAddr,
+    pub admin: SocketAddr,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl Instance {
+    /// Start clickstamp with `[server]`, `[store]` and `[secrets]` generated (free ports,
+    /// a store in a fresh directory) and `body` appended.
+    pub fn start(body: &str) -> Instance {
+        Self::start_with(body, "")
+    }
+
+    /// Like [`Instance::start`], with extra `[store]` lines (e.g. `sync = "full"`).
+    pub fn start_with(body: &str, store_extra: &str) -> Instance {
+        let dir = TempDir::new("instance");
+        let main = free_addr();
+        let admin = free_addr();
+        let config = format!(
+            "[server]\nlisten = \"{main}\"\nadmin_listen = \"{admin}\"\nthreads = 2\n\n\
+             [store]\npath = \"data/clickstamp.sqlite\"\n{store_extra}\n\n\
+             [secrets]\nclick_id_key = \"{CLICK_ID_KEY}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{body}"
+        );
+        let config_path = dir.0.join("clickstamp.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut inst = Instance {
+            dir,
+            main,
+            admin,
+            config_path,
+            child: None,
+        };
+        inst.restart();
+        inst
+    }
+
+    /// The SQLite file.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.0.join("data/clickstamp.sqlite")
+    }
+
+    /// (Re)start the process and wait until `/healthz` answers.
+    pub fn restart(&mut self) {
+        let log = std::fs::File::create(self.dir.0.join("clickstamp.log")).expect("log file");
+        let child = Command::new(binary())
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn clickstamp");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = crate::http::request(self.admin, "GET", "/healthz", &[], b"") {
+                if r.status == 200
+                    && crate::http::request(self.main, "GET", "/__ready", &[], b"").is_ok()
+                {
+                    return;
+                }
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "clickstamp exited during startup ({status}); log:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "clickstamp did not become healthy; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("clickstamp.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL the process and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// GET on the main listener.
+    pub fn get(&self, target: &str, headers: &[(&str, &str)]) -> Response {
+        get(self.main, target, headers)
+    }
+
+    /// GET on the admin listener with the bearer token.
+    pub fn admin_get(&self, target: &str) -> Response {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        get(self.admin, target, &[("Authorization", &auth)])
+    }
+
+    /// The value of a metric sample line (`name{labels}`) on /metrics, 0 if absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = get(self.admin, "/metrics", &[]).text();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Open the store read-only.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.db_path(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the store")
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
