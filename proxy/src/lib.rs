@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod landers;
 pub mod metrics;
+pub mod outbox;
 pub mod service;
 pub mod store;
 pub mod tracker;

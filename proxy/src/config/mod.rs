@@ -8,6 +8,8 @@
 pub mod raw;
 mod validate;
 
+use clickstamp_plugins::postback::ConversionStatus;
+use clickstamp_plugins::verify::Verification;
 use clickstamp_plugins::{Network, TrafficSource};
 use std::fmt;
 use std::net::SocketAddr;
@@ -91,6 +93,33 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     pub offers: Vec<Offer>,
     pub campaigns: Vec<Campaign>,
+    pub postbacks: PostbackConfig,
+    pub outbox: OutboxConfig,
+}
+
+/// `[postbacks]`
+#[derive(Debug, Clone)]
+pub struct PostbackConfig {
+    /// Largest postback body accepted; larger ones are refused with 413 (and journalled,
+    /// truncated to this size).
+    pub max_body_bytes: usize,
+}
+
+/// `[outbox]`: delivery of conversions to traffic sources.
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Timeout of one delivery attempt (connect + response).
+    pub timeout: Duration,
+    /// Attempts before an entry is dead-lettered.
+    pub max_attempts: u32,
+    /// Age after which a failing entry is dead-lettered whatever its attempts.
+    pub max_age: Duration,
+    /// Retry delays.
+    pub backoff: crate::outbox::backoff::Backoff,
+    /// How often the worker looks for due entries when nothing wakes it.
+    pub poll_interval: Duration,
 }
 
 impl Config {
@@ -187,12 +216,17 @@ impl fmt::Debug for Secrets {
 pub struct NetworkConfig {
     pub id: String,
     pub plugin: Arc<dyn Network>,
+    /// How its postbacks are authenticated.
+    pub verification: Verification,
+    /// Status of a conversion whose postback names none.
+    pub default_status: ConversionStatus,
 }
 
 /// `[[traffic_sources]]`
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
     pub id: String,
+    /// The plugin; its `postback_template()` is the configured `postback_url`.
     pub plugin: Arc<dyn TrafficSource>,
 }
 
@@ -203,6 +237,13 @@ pub struct Offer {
     pub url: String,
     /// Index into [`Config::networks`].
     pub network: usize,
+    /// Payout when the postback carries none.
+    pub payout: Option<f64>,
+    /// Currency when the postback carries none.
+    pub currency: Option<String>,
+    /// Whether one click may convert several times for the same event (rebills,
+    /// upsells) when each postback carries its own txid.
+    pub multiple_conversions: bool,
 }
 
 /// Where a campaign's landing pages come from.

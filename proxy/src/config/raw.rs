@@ -21,6 +21,28 @@ pub struct RawConfig {
     pub offers: Vec<RawOffer>,
     #[serde(default)]
     pub campaigns: Vec<RawCampaign>,
+    #[serde(default)]
+    pub postbacks: RawPostbacks,
+    #[serde(default)]
+    pub outbox: RawOutbox,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostbacks {
+    pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutbox {
+    pub concurrency: Option<usize>,
+    pub timeout: Option<String>,
+    pub max_attempts: Option<u32>,
+    pub max_age: Option<String>,
+    pub backoff_base: Option<String>,
+    pub backoff_max: Option<String>,
+    pub poll_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -60,6 +82,23 @@ pub struct RawNetwork {
     pub id: String,
     pub kind: Option<String>,
     pub click_id_param: Option<String>,
+    pub macro_style: Option<String>,
+    #[serde(default)]
+    pub macros: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub status_map: std::collections::BTreeMap<String, String>,
+    pub default_status: Option<String>,
+    pub secret: Option<String>,
+    pub secret_env: Option<String>,
+    pub secret_param: Option<String>,
+    pub hmac_key: Option<String>,
+    pub hmac_key_env: Option<String>,
+    pub hmac_signature_param: Option<String>,
+    pub hmac_signature_header: Option<String>,
+    pub hmac_timestamp_param: Option<String>,
+    pub hmac_window: Option<String>,
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +111,11 @@ pub struct RawSource {
     pub cost_param: Option<String>,
     #[serde(default)]
     pub sub_id_params: Vec<String>,
+    pub token_style: Option<String>,
+    #[serde(default)]
+    pub tokens: std::collections::BTreeMap<String, String>,
+    pub postback_url: Option<String>,
+    pub relay_status_changes: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +124,9 @@ pub struct RawOffer {
     pub id: String,
     pub url: String,
     pub network: String,
+    pub payout: Option<f64>,
+    pub currency: Option<String>,
+    pub multiple_conversions: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

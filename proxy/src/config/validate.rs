@@ -3,7 +3,11 @@
 use super::raw::*;
 use super::*;
 use clickstamp_plugins::network::is_absolute_http_url;
-use clickstamp_plugins::{builtin_network, ClickIdCodec, ParamNetwork, ParamSource};
+use clickstamp_plugins::{
+    builtin_network_kinds, builtin_network_spec, builtin_source_kinds, builtin_source_spec,
+    lint_network, lint_source_template, ClickIdCodec, FieldSpec, HmacVerification, IpAllowlist,
+    NetworkSpec, Severity, SourceSpec, SourceToken, SpecNetwork, SpecSource, TokenStyle,
+};
 use std::collections::HashSet;
 use std::net::ToSocketAddrs;
 
@@ -35,10 +39,21 @@ pub fn validate(
     let server = server(&raw.server, &mut p);
     let store = store(&raw.store, base_dir, &mut p);
     let secrets = secrets(&raw.secrets, env, &mut p);
-    let networks = networks(&raw.networks, &mut p);
+    let networks = networks(&raw.networks, env, &mut p);
     let sources = sources(&raw.traffic_sources, &mut p);
     let offers = offers(&raw.offers, &networks, &mut p);
     let campaigns = campaigns(&raw.campaigns, &sources, &offers, base_dir, &mut p);
+    let postbacks = PostbackConfig {
+        max_body_bytes: raw.postbacks.max_body_bytes.unwrap_or(64 * 1024),
+    };
+    if postbacks.max_body_bytes == 0 || postbacks.max_body_bytes > 16 << 20 {
+        p.add(
+            "postbacks.max_body_bytes",
+            format!("{} bytes", postbacks.max_body_bytes),
+            "use 1 byte to 16 MiB (postbacks are small; 65536 is plenty)",
+        );
+    }
+    let outbox = outbox(&raw.outbox, &mut p);
 
     let offer_ids: HashSet<&str> = offers.iter().map(|o| o.id.as_str()).collect();
     for (i, c) in campaigns.iter().enumerate() {
@@ -64,7 +79,58 @@ pub fn validate(
         sources,
         offers,
         campaigns,
+        postbacks,
+        outbox,
     })
+}
+
+fn outbox(raw: &RawOutbox, p: &mut Problems) -> OutboxConfig {
+    let concurrency = raw.concurrency.unwrap_or(16);
+    if concurrency == 0 || concurrency > 1024 {
+        p.add(
+            "outbox.concurrency",
+            format!("{concurrency} deliveries in flight"),
+            "use 1-1024",
+        );
+    }
+    let max_attempts = raw.max_attempts.unwrap_or(12);
+    if max_attempts == 0 {
+        p.add(
+            "outbox.max_attempts",
+            "0 attempts would dead-letter every relay unsent",
+            "use at least 1 (12 spans about a day with the default backoff)",
+        );
+    }
+    let base = duration_field(
+        "outbox.backoff_base",
+        &raw.backoff_base,
+        Duration::from_secs(1),
+        p,
+    );
+    let max = duration_field(
+        "outbox.backoff_max",
+        &raw.backoff_max,
+        Duration::from_secs(3600),
+        p,
+    );
+    OutboxConfig {
+        concurrency: concurrency.clamp(1, 1024),
+        timeout: duration_field("outbox.timeout", &raw.timeout, Duration::from_secs(10), p),
+        max_attempts: max_attempts.max(1),
+        max_age: duration_field(
+            "outbox.max_age",
+            &raw.max_age,
+            Duration::from_secs(3 * 86_400),
+            p,
+        ),
+        backoff: crate::outbox::backoff::Backoff::new(base, max),
+        poll_interval: duration_field(
+            "outbox.poll_interval",
+            &raw.poll_interval,
+            Duration::from_millis(250),
+            p,
+        ),
+    }
 }
 
 /// Ids become metric labels, cookie names and URL path segments: keep them tame.
@@ -308,31 +374,212 @@ fn secrets(
     })
 }
 
-fn networks(raw: &[RawNetwork], p: &mut Problems) -> Vec<NetworkConfig> {
+fn status_word(key: &str, word: &str, p: &mut Problems) -> Option<ConversionStatus> {
+    let status = ConversionStatus::parse_lenient(word);
+    if status.is_none() {
+        p.add(
+            key,
+            format!("{word:?} is not a conversion status"),
+            "use pending, approved, rejected or chargeback",
+        );
+    }
+    status
+}
+
+fn duration_field(
+    key: &str,
+    raw: &Option<String>,
+    default: Duration,
+    p: &mut Problems,
+) -> Duration {
+    match raw {
+        None => default,
+        Some(text) => parse_duration(text).unwrap_or_else(|| {
+            p.add(
+                key,
+                format!("{text:?} is not a duration"),
+                "write a positive duration like \"500ms\", \"30s\", \"5m\", \"2h\", \"3d\"",
+            );
+            default
+        }),
+    }
+}
+
+fn network_spec(i: usize, n: &RawNetwork, kind: &str, p: &mut Problems) -> Option<NetworkSpec> {
+    let builtin = builtin_network_spec(kind);
+    let custom_fields = n.macro_style.is_some() || !n.macros.is_empty() || !n.status_map.is_empty();
+    let mut spec = match (builtin, &n.click_id_param) {
+        (Some(spec), _) => spec,
+        (None, Some(param)) => {
+            let style = match n.macro_style.as_deref().map(TokenStyle::from_name) {
+                Some(Some(s)) => s,
+                Some(None) => {
+                    p.add(format!("networks[{i}].macro_style"), format!("{:?} is not a macro style", n.macro_style.as_deref().unwrap_or("")), "write an example like \"{x}\", \"#x#\", \"[X]\", \"${X}\", \"{{x}}\", \"!!x!!\" or a style name like \"hash\"");
+                    return None;
+                }
+                None => TokenStyle::Brace,
+            };
+            NetworkSpec::new(kind, param.clone(), style).click_id_macro(param)
+        }
+        (None, None) => {
+            let known: Vec<&str> = builtin_network_kinds().collect();
+            p.add(
+                format!("networks[{i}].kind"),
+                format!("unknown network kind \"{kind}\""),
+                format!("use a built-in kind ({}) or describe a custom network with click_id_param, macro_style and macros", known.join(", ")),
+            );
+            return None;
+        }
+    };
+    if let (Some(param), true) = (&n.click_id_param, builtin_network_spec(kind).is_some()) {
+        spec.click_id_param = param.clone();
+    }
+    if custom_fields && builtin_network_spec(kind).is_some() && n.macro_style.is_some() {
+        if let Some(style) = n.macro_style.as_deref().and_then(TokenStyle::from_name) {
+            spec.macro_style = style;
+        }
+    }
+    for (field, macro_name) in &n.macros {
+        let f = FieldSpec::new(field.clone(), macro_name.clone());
+        match field.as_str() {
+            "click_id" | "cid" => spec.click_id = FieldSpec::new("cid", macro_name.clone()),
+            "payout" => spec.payout = Some(f),
+            "currency" => spec.currency = Some(f),
+            "txid" => spec.txid = Some(f),
+            "status" => spec.status = Some(f),
+            "event" => spec.event = Some(f),
+            other => p.add(
+                format!("networks[{i}].macros.{other}"),
+                format!("unknown postback field \"{other}\""),
+                "map one of click_id, payout, currency, txid, status, event to the network's macro name",
+            ),
+        }
+    }
+    for (word, status) in &n.status_map {
+        if let Some(s) = status_word(&format!("networks[{i}].status_map.{word}"), status, p) {
+            spec.status_map.push((word.clone(), s));
+        }
+    }
+    Some(spec)
+}
+
+fn verification(
+    i: usize,
+    n: &RawNetwork,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Verification {
+    let mut v = Verification::none();
+    let optional_secret = |key: &str,
+                           inline: &Option<String>,
+                           env_key: &str,
+                           env_name: &Option<String>,
+                           p: &mut Problems| {
+        match (inline, env_name) {
+            (None, None) => None,
+            _ => secret(key, inline, env_key, env_name, env, p),
+        }
+    };
+    if let Some(secret) = optional_secret(
+        &format!("networks[{i}].secret"),
+        &n.secret,
+        &format!("networks[{i}].secret_env"),
+        &n.secret_env,
+        p,
+    ) {
+        if secret.len() < 8 {
+            p.add(
+                format!("networks[{i}].secret"),
+                "the shared secret is shorter than 8 characters",
+                "use a long random value, e.g. `openssl rand -hex 16`",
+            );
+        }
+        v = v.with_secret(
+            n.secret_param.clone().unwrap_or_else(|| "secret".into()),
+            secret,
+        );
+    }
+    if let Some(key) = optional_secret(
+        &format!("networks[{i}].hmac_key"),
+        &n.hmac_key,
+        &format!("networks[{i}].hmac_key_env"),
+        &n.hmac_key_env,
+        p,
+    ) {
+        let mut h = HmacVerification::new(key.into_bytes());
+        if let Some(sp) = &n.hmac_signature_param {
+            h.signature_param = sp.clone();
+        }
+        h.signature_header = n.hmac_signature_header.clone();
+        if let Some(tp) = &n.hmac_timestamp_param {
+            h.timestamp_param = tp.clone();
+        }
+        h.window_secs = duration_field(
+            &format!("networks[{i}].hmac_window"),
+            &n.hmac_window,
+            Duration::from_secs(300),
+            p,
+        )
+        .as_secs();
+        v = v.with_hmac(h);
+    }
+    if !n.allow_ips.is_empty() {
+        match IpAllowlist::parse(&n.allow_ips) {
+            Ok(list) => v = v.with_allowlist(list),
+            Err(e) => p.add(
+                format!("networks[{i}].allow_ips"),
+                e.to_string(),
+                "list IPs or CIDRs like \"203.0.113.7\" or \"10.0.0.0/8\"",
+            ),
+        }
+    }
+    v
+}
+
+fn networks(
+    raw: &[RawNetwork],
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Vec<NetworkConfig> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (i, n) in raw.iter().enumerate() {
         check_id("network", &format!("networks[{i}].id"), &n.id, &mut seen, p);
         let kind = n.kind.clone().unwrap_or_else(|| n.id.clone());
-        let plugin: Arc<dyn Network> = match (builtin_network(&kind), &n.click_id_param) {
-            (_, Some(param)) => Arc::new(ParamNetwork::new(kind.clone(), param.clone())),
-            (Some(b), None) => Arc::from(b),
-            (None, None) => {
-                let known: Vec<&str> = clickstamp_plugins::network::BUILTIN_NETWORKS
-                    .iter()
-                    .map(|(k, _)| *k)
-                    .collect();
+        let verification = verification(i, n, env, p);
+        let default_status = match &n.default_status {
+            None => ConversionStatus::Approved,
+            Some(w) => status_word(&format!("networks[{i}].default_status"), w, p)
+                .unwrap_or(ConversionStatus::Approved),
+        };
+        let Some(spec) = network_spec(i, n, &kind, p) else {
+            continue;
+        };
+        let plugin = match SpecNetwork::new(spec) {
+            Ok(plugin) => plugin,
+            Err(e) => {
                 p.add(
-                    format!("networks[{i}].kind"),
-                    format!("unknown network kind \"{kind}\""),
-                    format!("use a built-in kind ({}) or set click_id_param to describe a custom network", known.join(", ")),
+                    format!("networks[{i}]"),
+                    e.to_string(),
+                    "fix the network description (see the README's networks reference)",
                 );
                 continue;
             }
         };
+        for finding in lint_network(&plugin) {
+            if finding.severity == Severity::Error {
+                p.add(
+                    format!("networks[{i}]"),
+                    format!("{} ({})", finding.message, finding.code),
+                    "correct the network's macros or parameters",
+                );
+            }
+        }
         out.push(NetworkConfig {
             id: n.id.clone(),
-            plugin,
+            plugin: Arc::new(plugin),
+            verification,
+            default_status,
         });
     }
     out
@@ -350,7 +597,26 @@ fn sources(raw: &[RawSource], p: &mut Problems) -> Vec<SourceConfig> {
             p,
         );
         let kind = s.kind.clone().unwrap_or_else(|| "custom".into());
-        if s.click_id_params.is_empty() {
+        let mut spec = match builtin_source_spec(&kind) {
+            Some(spec) => spec,
+            None if kind == "custom" => SourceSpec::new("custom", Vec::new(), TokenStyle::Brace),
+            None => {
+                let known: Vec<&str> = builtin_source_kinds().collect();
+                p.add(
+                    format!("traffic_sources[{i}].kind"),
+                    format!("unknown traffic source kind \"{kind}\""),
+                    format!(
+                        "use a built-in kind ({}) or \"custom\" with click_id_params",
+                        known.join(", ")
+                    ),
+                );
+                continue;
+            }
+        };
+        if !s.click_id_params.is_empty() {
+            spec.click_id_params = s.click_id_params.clone();
+        }
+        if spec.click_id_params.is_empty() {
             p.add(
                 format!("traffic_sources[{i}].click_id_params"),
                 "no landing-URL parameter carries the source's click id",
@@ -358,18 +624,73 @@ fn sources(raw: &[RawSource], p: &mut Problems) -> Vec<SourceConfig> {
             );
             continue;
         }
-        let plugin = ParamSource::new(
-            kind,
-            s.click_id_params.clone(),
-            s.cost_param.clone(),
-            s.sub_id_params.clone(),
-        );
-        if s.sub_id_params.len() > 5 {
+        if let Some(c) = &s.cost_param {
+            spec.cost_param = Some(c.clone());
+        }
+        if !s.sub_id_params.is_empty() {
+            spec.sub_id_params = s.sub_id_params.clone();
+        }
+        if spec.sub_id_params.len() > 5 {
             p.add(
                 format!("traffic_sources[{i}].sub_id_params"),
-                format!("{} sub id parameters", s.sub_id_params.len()),
+                format!("{} sub id parameters", spec.sub_id_params.len()),
                 "keep at most 5 (sub1-sub5)",
             );
+        }
+        if let Some(style) = &s.token_style {
+            match TokenStyle::from_name(style) {
+                Some(st) => spec.token_style = st,
+                None => p.add(
+                    format!("traffic_sources[{i}].token_style"),
+                    format!("{style:?} is not a token style"),
+                    "write an example like \"${X}\", \"{x}\" or \"[X]\"",
+                ),
+            }
+        }
+        for (token, field) in &s.tokens {
+            match SourceToken::parse(token, field) {
+                Ok(t) => spec.tokens.push(t),
+                Err(e) => p.add(
+                    format!("traffic_sources[{i}].tokens.{token}"),
+                    e.to_string(),
+                    "map the token to one of the relay fields listed",
+                ),
+            }
+        }
+        if let Some(url) = &s.postback_url {
+            spec.postback_template = Some(url.clone());
+        }
+        if let Some(r) = s.relay_status_changes {
+            spec.relays_status_changes = r;
+        }
+        let plugin = match SpecSource::new(spec) {
+            Ok(plugin) => plugin,
+            Err(e) => {
+                p.add(
+                    format!("traffic_sources[{i}]"),
+                    e.to_string(),
+                    "fix the source description (see the README's traffic sources reference)",
+                );
+                continue;
+            }
+        };
+        if let Some(url) = &s.postback_url {
+            if !is_absolute_http_url(url) {
+                p.add(
+                    format!("traffic_sources[{i}].postback_url"),
+                    format!("{url:?} is not an absolute http(s) URL"),
+                    "paste the source's postback URL as its dashboard shows it",
+                );
+            }
+            for finding in lint_source_template(&plugin, url) {
+                if finding.severity == Severity::Error {
+                    p.add(
+                        format!("traffic_sources[{i}].postback_url"),
+                        finding.message.clone(),
+                        "use only tokens this source fills, in its own syntax (the README lists them per source)",
+                    );
+                }
+            }
         }
         out.push(SourceConfig {
             id: s.id.clone(),
@@ -392,11 +713,33 @@ fn offers(raw: &[RawOffer], networks: &[NetworkConfig], p: &mut Problems) -> Vec
             );
         }
         match networks.iter().position(|n| n.id == o.network) {
-            Some(network) => out.push(Offer {
-                id: o.id.clone(),
-                url: o.url.clone(),
-                network,
-            }),
+            Some(network) => {
+                if o.payout.is_some_and(|v| !v.is_finite()) {
+                    p.add(
+                        format!("offers[{i}].payout"),
+                        "payout is not a number",
+                        "use the default payout, e.g. 2.5",
+                    );
+                }
+                let currency = o.currency.as_ref().map(|c| c.to_ascii_uppercase());
+                if let Some(c) = &currency {
+                    if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_alphabetic()) {
+                        p.add(
+                            format!("offers[{i}].currency"),
+                            format!("{c:?} is not an ISO 4217 code"),
+                            "use a three-letter code such as \"USD\"",
+                        );
+                    }
+                }
+                out.push(Offer {
+                    id: o.id.clone(),
+                    url: o.url.clone(),
+                    network,
+                    payout: o.payout,
+                    currency,
+                    multiple_conversions: o.multiple_conversions.unwrap_or(true),
+                })
+            }
             None => p.add(
                 format!("offers[{i}].network"),
                 format!("unknown network \"{}\"", o.network),
@@ -412,14 +755,15 @@ pub(super) fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let (num, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
     let n: u64 = num.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        "d" => n.checked_mul(86_400)?,
+    let millis = match unit {
+        "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
         _ => return None,
     };
-    (secs > 0).then(|| Duration::from_secs(secs))
+    (millis > 0).then(|| Duration::from_millis(millis))
 }
 
 fn origin(i: usize, raw: &RawOrigin, base_dir: &Path, p: &mut Problems) -> Option<Origin> {

@@ -41,6 +41,32 @@ pub struct OutboundRecord {
 pub enum WriteOp {
     Click(ClickRecord),
     Outbound(OutboundRecord),
+    /// Journal an inbound postback and apply its verdict (dedup, status, outbox).
+    Postback(Box<PostbackWrite>),
+    /// Record an outbox delivery attempt.
+    Delivery(DeliveryResult),
+    /// Put dead letters back in the queue: one (`Some(id)`) or all (`None`).
+    ReplayDead {
+        outbox_id: Option<i64>,
+        now_ms: u64,
+    },
+}
+
+/// What one [`WriteOp`] produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteResult {
+    Done,
+    Postback(PostbackCommit),
+    /// Number of dead letters requeued.
+    Replayed(u64),
+}
+
+/// Outbox entries by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OutboxCounts {
+    pub pending: u64,
+    pub delivered: u64,
+    pub dead: u64,
 }
 
 /// What a lookup returns about a known click.
@@ -52,6 +78,8 @@ pub struct StoredClick {
     pub source_id: String,
     pub source_click_id: Option<String>,
     pub cost: Option<f64>,
+    /// The offer of the click's latest outbound click, if any.
+    pub last_offer_id: Option<String>,
 }
 
 /// Why the store failed. Every variant is our fault, not the caller's: the request
@@ -72,19 +100,225 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// Durable storage of clicks.
+/// Durable storage of clicks, conversions, the postback journal and the outbox.
 ///
 /// `write` returns once the writes are durable to the degree the config asks
 /// (`store.durability`): with `commit`, a crash of the process after `write` returned
-/// never loses them.
+/// never loses them. Writes are applied by a single writer, in order, so check-then-act
+/// logic inside one operation (dedup, status transitions) never races.
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Persist `ops` atomically: all of them or none.
-    async fn write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
+    /// Persist `ops` atomically (all or none); one result per op, in order.
+    async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, StoreError>;
 
     /// The click with `id`, from the in-memory cache of recent clicks or from disk.
     async fn click(&self, id: &ClickId) -> Result<Option<StoredClick>, StoreError>;
 
     /// Number of rows in `clicks` (for health checks and tests).
     async fn click_count(&self) -> Result<u64, StoreError>;
+
+    /// Pending outbox entries due at `now_ms`, oldest first, skipping `in_flight`.
+    async fn due_outbox(
+        &self,
+        now_ms: u64,
+        limit: u32,
+        in_flight: &[i64],
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+
+    /// Outbox entries, newest first, optionally only in `state`.
+    async fn outbox(&self, state: Option<&str>, limit: u32) -> Result<Vec<OutboxRow>, StoreError>;
+
+    /// Outbox entries by state.
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+
+    /// Journal rows matching `filter`, newest first.
+    async fn journal(&self, filter: &JournalFilter) -> Result<Vec<JournalRow>, StoreError>;
+
+    /// One journal row.
+    async fn journal_entry(&self, id: i64) -> Result<Option<JournalRow>, StoreError>;
+
+    /// Conversions of a click, oldest first.
+    async fn conversions_for_click(&self, click_id: &str)
+        -> Result<Vec<ConversionRow>, StoreError>;
+}
+
+/// The raw inbound request as journalled: everything needed to replay it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalEntry {
+    pub ts_ms: u64,
+    /// The configured network id; for an unknown network, the path segment as sent
+    /// (stored as data, never used as a metric label).
+    pub network_id: String,
+    pub method: String,
+    pub remote_ip: Option<String>,
+    pub raw_query: String,
+    pub raw_body: Vec<u8>,
+    pub content_type: Option<String>,
+    /// `s2s`, `pixel` or `replay`.
+    pub origin: &'static str,
+    /// The journal row this one replays.
+    pub replay_of: Option<i64>,
+}
+
+/// A conversion that passed verification, parsing and attribution, ready for dedup.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversionCandidate {
+    pub dedup_key: String,
+    pub click_id: String,
+    pub campaign_id: String,
+    pub source_id: String,
+    pub network_id: Option<String>,
+    pub offer_id: Option<String>,
+    pub event: String,
+    pub txid: Option<String>,
+    pub payout: Option<f64>,
+    pub currency: Option<String>,
+    /// `pending`, `approved`, `rejected`, `chargeback`.
+    pub status: &'static str,
+    /// `s2s` or `pixel`.
+    pub origin: &'static str,
+    /// The traffic-source postback to enqueue, if the source has one.
+    pub relay_url: Option<String>,
+    /// Whether a status change is relayed too (the source supports it).
+    pub relay_status_changes: bool,
+    /// For a pixel-only conversion: hold the relay until this time (grace period for
+    /// its S2S twin). `None` relays at once.
+    pub relay_not_before_ms: Option<u64>,
+}
+
+/// What the pipeline decided before the store: convert, or reject with a reason.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Convert(Box<ConversionCandidate>),
+    Rejected {
+        reason: &'static str,
+        message: String,
+        click_id: Option<String>,
+    },
+}
+
+/// A postback to journal and apply in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostbackWrite {
+    pub journal: JournalEntry,
+    pub verdict: Verdict,
+}
+
+/// What applying a postback did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostbackOutcome {
+    /// A new conversion.
+    Accepted,
+    /// The same conversion again: counted, not double-counted, not relayed.
+    Duplicate,
+    /// An existing conversion changed status (or a pixel conversion was upgraded by S2S).
+    StatusChanged,
+    /// Refused before dedup (the verdict's reason).
+    Rejected,
+}
+
+impl PostbackOutcome {
+    /// Stable label for metrics, JSON and the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PostbackOutcome::Accepted => "accepted",
+            PostbackOutcome::Duplicate => "duplicate",
+            PostbackOutcome::StatusChanged => "status_changed",
+            PostbackOutcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// The committed result of a [`PostbackWrite`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostbackCommit {
+    pub journal_id: i64,
+    pub outcome: PostbackOutcome,
+    pub conversion_id: Option<i64>,
+    /// Current status of the conversion after this postback.
+    pub status: Option<String>,
+    /// An outbox entry was enqueued.
+    pub relayed: bool,
+}
+
+/// The result of a delivery attempt, recorded by the outbox worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryResult {
+    pub outbox_id: i64,
+    pub ts_ms: u64,
+    /// Delivered (2xx), or not.
+    pub delivered: bool,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+    /// When to try again; `None` with `delivered == false` means dead-lettered.
+    pub next_attempt_ms: Option<u64>,
+}
+
+/// A row of the outbox.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub conversion_id: i64,
+    pub source_id: String,
+    pub kind: String,
+    pub url: String,
+    pub state: String,
+    pub attempts: u32,
+    pub next_attempt_ms: u64,
+    pub created_ms: u64,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub delivered_ms: Option<u64>,
+}
+
+/// A row of the postback journal.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JournalRow {
+    pub id: i64,
+    pub ts_ms: u64,
+    pub network_id: String,
+    pub method: String,
+    pub remote_ip: Option<String>,
+    pub raw_query: String,
+    pub raw_body: String,
+    pub content_type: Option<String>,
+    pub origin: String,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub click_id: Option<String>,
+    pub conversion_id: Option<i64>,
+    pub replay_of: Option<i64>,
+}
+
+/// Filter for listing the journal. Every field narrows; `None` matches all.
+#[derive(Debug, Clone, Default)]
+pub struct JournalFilter {
+    pub network_id: Option<String>,
+    pub outcome: Option<String>,
+    pub reason: Option<String>,
+    pub since_ms: Option<u64>,
+    pub until_ms: Option<u64>,
+    pub limit: u32,
+}
+
+/// A conversion as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConversionRow {
+    pub id: i64,
+    pub dedup_key: String,
+    pub click_id: String,
+    pub campaign_id: String,
+    pub source_id: String,
+    pub network_id: Option<String>,
+    pub offer_id: Option<String>,
+    pub event: String,
+    pub txid: Option<String>,
+    pub payout: Option<f64>,
+    pub currency: Option<String>,
+    pub status: String,
+    pub origin: String,
+    pub duplicates: u32,
+    pub created_ms: u64,
+    pub updated_ms: u64,
 }

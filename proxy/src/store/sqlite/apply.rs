@@ -1,0 +1,372 @@
+//! Applying writes inside the writer's transaction. Only the writer thread runs this
+//! code, so every check-then-act here (dedup, status transitions, the pixel/S2S merge)
+//! is free of races by construction.
+
+use crate::store::{
+    ClickRecord, ConversionCandidate, DeliveryResult, OutboundRecord, PostbackCommit,
+    PostbackOutcome, PostbackWrite, Verdict,
+};
+use rusqlite::{params, OptionalExtension, Transaction};
+
+pub(super) fn insert_click(tx: &Transaction<'_>, c: &ClickRecord) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO clicks (click_id, ts_ms, campaign_id, source_id, source_click_id, cost,
+            sub1, sub2, sub3, sub4, sub5, ip, user_agent, referrer, entry)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?;
+    let [s1, s2, s3, s4, s5] = &c.sub_ids;
+    stmt.execute(params![
+        c.click_id.to_hex(),
+        c.ts_ms as i64,
+        c.campaign_id,
+        c.source_id,
+        c.source_click_id,
+        c.cost,
+        s1,
+        s2,
+        s3,
+        s4,
+        s5,
+        c.ip,
+        c.user_agent,
+        c.referrer,
+        c.entry,
+    ])?;
+    Ok(())
+}
+
+pub(super) fn insert_outbound(tx: &Transaction<'_>, o: &OutboundRecord) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT INTO outbound_clicks (click_id, ts_ms, campaign_id, offer_id) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![o.click_id.to_hex(), o.ts_ms as i64, o.campaign_id, o.offer_id])?;
+    Ok(())
+}
+
+/// Status precedence: a postback may move a conversion forward, never back to pending,
+/// and nothing moves a chargeback (it is final).
+fn transition_allowed(from: &str, to: &str) -> bool {
+    from != to && from != "chargeback" && to != "pending"
+}
+
+struct Existing {
+    id: i64,
+    status: String,
+    origin: String,
+}
+
+fn find_existing(
+    tx: &Transaction<'_>,
+    c: &ConversionCandidate,
+) -> rusqlite::Result<Option<Existing>> {
+    let row = |r: &rusqlite::Row<'_>| {
+        Ok(Existing {
+            id: r.get(0)?,
+            status: r.get(1)?,
+            origin: r.get(2)?,
+        })
+    };
+    let by_key = tx
+        .prepare_cached("SELECT id, status, origin FROM conversions WHERE dedup_key = ?1")?
+        .query_row([&c.dedup_key], row)
+        .optional()?;
+    if by_key.is_some() {
+        return Ok(by_key);
+    }
+    // Pixel and S2S are one conversion per (click, event), whatever txid either carries.
+    let sql = if c.origin == "pixel" {
+        "SELECT id, status, origin FROM conversions WHERE click_id = ?1 AND event = ?2 ORDER BY id LIMIT 1"
+    } else {
+        "SELECT id, status, origin FROM conversions WHERE click_id = ?1 AND event = ?2 AND origin = 'pixel' ORDER BY id LIMIT 1"
+    };
+    tx.prepare_cached(sql)?
+        .query_row(params![c.click_id, c.event], row)
+        .optional()
+}
+
+fn insert_journal(tx: &Transaction<'_>, w: &PostbackWrite, outcome: &str) -> rusqlite::Result<i64> {
+    let j = &w.journal;
+    let (reason, message, click_id) = match &w.verdict {
+        Verdict::Rejected {
+            reason,
+            message,
+            click_id,
+        } => (Some(*reason), Some(message.as_str()), click_id.as_deref()),
+        Verdict::Convert(c) => (None, None, Some(c.click_id.as_str())),
+    };
+    tx.prepare_cached(
+        "INSERT INTO postback_journal (ts_ms, network_id, method, remote_ip, raw_query, raw_body, content_type,
+            origin, outcome, reason, message, click_id, replay_of)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        j.ts_ms as i64,
+        j.network_id,
+        j.method,
+        j.remote_ip,
+        j.raw_query,
+        j.raw_body,
+        j.content_type,
+        j.origin,
+        outcome,
+        reason,
+        message,
+        click_id,
+        j.replay_of,
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn set_journal_outcome(
+    tx: &Transaction<'_>,
+    id: i64,
+    outcome: &str,
+    conversion_id: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE postback_journal SET outcome = ?2, conversion_id = ?3 WHERE id = ?1",
+    )?
+    .execute(params![id, outcome, conversion_id])?;
+    Ok(())
+}
+
+fn history(
+    tx: &Transaction<'_>,
+    conversion_id: i64,
+    ts: u64,
+    status: &str,
+    payout: Option<f64>,
+    origin: &str,
+    journal_id: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO conversion_history (conversion_id, ts_ms, status, payout, origin, journal_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![conversion_id, ts as i64, status, payout, origin, journal_id])?;
+    Ok(())
+}
+
+fn enqueue(
+    tx: &Transaction<'_>,
+    conversion_id: i64,
+    c: &ConversionCandidate,
+    url: &str,
+    kind: &str,
+    now: u64,
+) -> rusqlite::Result<()> {
+    let due = c.relay_not_before_ms.unwrap_or(now);
+    tx.prepare_cached(
+        "INSERT INTO outbox (conversion_id, source_id, kind, url, state, attempts, next_attempt_ms, created_ms)
+         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6)",
+    )?
+    .execute(params![conversion_id, c.source_id, kind, url, due as i64, now as i64])?;
+    Ok(())
+}
+
+/// Journal the postback, then dedup and apply it.
+pub(super) fn apply_postback(
+    tx: &Transaction<'_>,
+    w: &PostbackWrite,
+) -> rusqlite::Result<PostbackCommit> {
+    let now = w.journal.ts_ms;
+    let c = match &w.verdict {
+        Verdict::Rejected { .. } => {
+            let journal_id = insert_journal(tx, w, PostbackOutcome::Rejected.as_str())?;
+            return Ok(PostbackCommit {
+                journal_id,
+                outcome: PostbackOutcome::Rejected,
+                conversion_id: None,
+                status: None,
+                relayed: false,
+            });
+        }
+        Verdict::Convert(c) => c,
+    };
+    // Journal first: the raw request is in the same transaction as its effects, so
+    // nothing is acknowledged that is not on disk, and nothing is on disk unjournalled.
+    let journal_id = insert_journal(tx, w, "pending")?;
+    let commit = match find_existing(tx, c)? {
+        None => {
+            tx.prepare_cached(
+                "INSERT INTO conversions (dedup_key, click_id, campaign_id, source_id, network_id, offer_id, event, txid,
+                    payout, currency, status, origin, created_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
+            )?
+            .execute(params![
+                c.dedup_key,
+                c.click_id,
+                c.campaign_id,
+                c.source_id,
+                c.network_id,
+                c.offer_id,
+                c.event,
+                c.txid,
+                c.payout,
+                c.currency,
+                c.status,
+                c.origin,
+                now as i64
+            ])?;
+            let id = tx.last_insert_rowid();
+            history(tx, id, now, c.status, c.payout, c.origin, journal_id)?;
+            let relayed = match &c.relay_url {
+                // A conversion that starts out rejected is never announced to the source.
+                Some(url) if c.status != "rejected" && c.status != "chargeback" => {
+                    enqueue(tx, id, c, url, "conversion", now)?;
+                    true
+                }
+                _ => false,
+            };
+            PostbackCommit {
+                journal_id,
+                outcome: PostbackOutcome::Accepted,
+                conversion_id: Some(id),
+                status: Some(c.status.to_string()),
+                relayed,
+            }
+        }
+        Some(existing) if c.origin == "s2s" && existing.origin == "pixel" => {
+            upgrade_pixel(tx, c, &existing, journal_id, now)?
+        }
+        Some(existing) if c.origin == "s2s" && transition_allowed(&existing.status, c.status) => {
+            tx.prepare_cached(
+                "UPDATE conversions SET status = ?2, payout = COALESCE(?3, payout), currency = COALESCE(?4, currency), updated_ms = ?5 WHERE id = ?1",
+            )?
+            .execute(params![existing.id, c.status, c.payout, c.currency, now as i64])?;
+            history(
+                tx,
+                existing.id,
+                now,
+                c.status,
+                c.payout,
+                c.origin,
+                journal_id,
+            )?;
+            let relayed = match &c.relay_url {
+                Some(url) if c.relay_status_changes => {
+                    enqueue(tx, existing.id, c, url, "status", now)?;
+                    true
+                }
+                _ => false,
+            };
+            PostbackCommit {
+                journal_id,
+                outcome: PostbackOutcome::StatusChanged,
+                conversion_id: Some(existing.id),
+                status: Some(c.status.to_string()),
+                relayed,
+            }
+        }
+        Some(existing) => {
+            tx.prepare_cached("UPDATE conversions SET duplicates = duplicates + 1 WHERE id = ?1")?
+                .execute([existing.id])?;
+            PostbackCommit {
+                journal_id,
+                outcome: PostbackOutcome::Duplicate,
+                conversion_id: Some(existing.id),
+                status: Some(existing.status),
+                relayed: false,
+            }
+        }
+    };
+    set_journal_outcome(
+        tx,
+        journal_id,
+        commit.outcome.as_str(),
+        commit.conversion_id.unwrap_or_default(),
+    )?;
+    Ok(commit)
+}
+
+/// S2S arrives for a conversion the pixel reported first: S2S is authoritative. The
+/// conversion takes the S2S key, payout and status. Its relay is not repeated: a relay
+/// still held in the grace period is rewritten with the S2S figures and released now;
+/// one already sent is followed only by a status change, where the source takes those.
+fn upgrade_pixel(
+    tx: &Transaction<'_>,
+    c: &ConversionCandidate,
+    existing: &Existing,
+    journal_id: i64,
+    now: u64,
+) -> rusqlite::Result<PostbackCommit> {
+    tx.prepare_cached(
+        "UPDATE conversions SET dedup_key = ?2, origin = 's2s', txid = COALESCE(?3, txid), network_id = COALESCE(?4, network_id),
+            payout = COALESCE(?5, payout), currency = COALESCE(?6, currency), status = ?7, updated_ms = ?8 WHERE id = ?1",
+    )?
+    .execute(params![existing.id, c.dedup_key, c.txid, c.network_id, c.payout, c.currency, c.status, now as i64])?;
+    history(tx, existing.id, now, c.status, c.payout, "s2s", journal_id)?;
+    let mut relayed = false;
+    if let Some(url) = &c.relay_url {
+        let held = tx
+            .prepare_cached("UPDATE outbox SET url = ?2, next_attempt_ms = ?3 WHERE conversion_id = ?1 AND state = 'pending' AND attempts = 0")?
+            .execute(params![existing.id, url, now as i64])?;
+        if held > 0 {
+            relayed = true;
+        } else if existing.status != c.status && c.relay_status_changes {
+            enqueue(
+                tx,
+                existing.id,
+                &ConversionCandidate {
+                    relay_not_before_ms: None,
+                    ..c.clone()
+                },
+                url,
+                "status",
+                now,
+            )?;
+            relayed = true;
+        }
+    }
+    Ok(PostbackCommit {
+        journal_id,
+        outcome: PostbackOutcome::StatusChanged,
+        conversion_id: Some(existing.id),
+        status: Some(c.status.to_string()),
+        relayed,
+    })
+}
+
+pub(super) fn record_delivery(tx: &Transaction<'_>, d: &DeliveryResult) -> rusqlite::Result<()> {
+    let state = match (d.delivered, d.next_attempt_ms) {
+        (true, _) => "delivered",
+        (false, Some(_)) => "pending",
+        (false, None) => "dead",
+    };
+    tx.prepare_cached(
+        "UPDATE outbox SET state = ?2, attempts = attempts + 1, next_attempt_ms = COALESCE(?3, next_attempt_ms),
+            last_status = ?4, last_error = ?5, delivered_ms = CASE WHEN ?2 = 'delivered' THEN ?6 ELSE delivered_ms END
+         WHERE id = ?1 AND state = 'pending'",
+    )?
+    .execute(params![d.outbox_id, state, d.next_attempt_ms.map(|t| t as i64), d.http_status, d.error, d.ts_ms as i64])?;
+    Ok(())
+}
+
+pub(super) fn replay_dead(
+    tx: &Transaction<'_>,
+    outbox_id: Option<i64>,
+    now: u64,
+) -> rusqlite::Result<u64> {
+    let n = match outbox_id {
+        Some(id) => tx
+            .prepare_cached("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?2 WHERE id = ?1 AND state = 'dead'")?
+            .execute(params![id, now as i64])?,
+        None => tx
+            .prepare_cached("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?1 WHERE state = 'dead'")?
+            .execute(params![now as i64])?,
+    };
+    Ok(n as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transition_allowed;
+
+    #[test]
+    fn transitions() {
+        assert!(transition_allowed("pending", "approved"));
+        assert!(transition_allowed("approved", "chargeback"));
+        assert!(transition_allowed("approved", "rejected"));
+        assert!(transition_allowed("rejected", "approved"));
+        assert!(!transition_allowed("approved", "approved"));
+        assert!(!transition_allowed("approved", "pending"));
+        assert!(!transition_allowed("chargeback", "approved"));
+    }
+}

@@ -1,0 +1,306 @@
+//! The embedded store: SQLite in WAL mode, one writer thread doing group commit.
+
+mod apply;
+mod read;
+
+use super::{ConversionRow, JournalFilter, JournalRow, OutboxCounts, OutboxRow};
+use super::{Store, StoreError, StoredClick, WriteOp, WriteResult};
+use crate::config::{Durability, StoreConfig, SyncMode};
+use crate::metrics::Metrics;
+use async_trait::async_trait;
+use clickstamp_plugins::ClickId;
+use lru::LruCache;
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags};
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// Queue depth between request handlers and the writer. Deep enough to absorb a burst
+/// while a batch commits; when full, requests wait (backpressure) instead of piling up.
+const QUEUE_DEPTH: usize = 16_384;
+
+const SCHEMA: &str = include_str!("schema.sql");
+
+type Reply = oneshot::Sender<Result<Vec<WriteResult>, StoreError>>;
+
+struct Job {
+    ops: Vec<WriteOp>,
+    done: Option<Reply>,
+}
+
+/// SQLite-backed [`Store`].
+pub struct SqliteStore {
+    queue: mpsc::Sender<Job>,
+    durability: Durability,
+    reader: Mutex<Connection>,
+    recent: Mutex<LruCache<ClickId, StoredClick>>,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database at `config.path` and start the writer.
+    pub fn open(config: &StoreConfig, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
+        let path = &config.path;
+        let open_err = |reason: String| StoreError::Open {
+            path: path.display().to_string(),
+            reason,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        }
+        let writer = open_writer(path, config.sync).map_err(|e| open_err(e.to_string()))?;
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| open_err(e.to_string()))?;
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let batch_max = config.batch_max;
+        std::thread::Builder::new()
+            .name("clickstamp-store-writer".into())
+            .spawn(move || writer_loop(writer, rx, batch_max, &metrics))
+            .map_err(|e| open_err(e.to_string()))?;
+        let cache = NonZeroUsize::new(config.click_cache.max(1)).expect("max(1) is non-zero");
+        Ok(SqliteStore {
+            queue: tx,
+            durability: config.durability,
+            reader: Mutex::new(reader),
+            recent: Mutex::new(LruCache::new(cache)),
+        })
+    }
+
+    fn remember(&self, ops: &[WriteOp]) {
+        let mut recent = self.recent.lock();
+        for op in ops {
+            match op {
+                WriteOp::Click(c) => {
+                    recent.put(
+                        c.click_id,
+                        StoredClick {
+                            click_id: c.click_id.to_hex(),
+                            ts_ms: c.ts_ms,
+                            campaign_id: c.campaign_id.clone(),
+                            source_id: c.source_id.clone(),
+                            source_click_id: c.source_click_id.clone(),
+                            cost: c.cost,
+                            last_offer_id: None,
+                        },
+                    );
+                }
+                WriteOp::Outbound(o) => {
+                    if let Some(hit) = recent.get_mut(&o.click_id) {
+                        hit.last_offer_id = Some(o.offer_id.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn open_writer(path: &Path, sync: SyncMode) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match sync {
+            SyncMode::Normal => "NORMAL",
+            SyncMode::Full => "FULL",
+        },
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<WriteResult> {
+    Ok(match op {
+        WriteOp::Click(c) => {
+            apply::insert_click(tx, c)?;
+            WriteResult::Done
+        }
+        WriteOp::Outbound(o) => {
+            apply::insert_outbound(tx, o)?;
+            WriteResult::Done
+        }
+        WriteOp::Postback(w) => WriteResult::Postback(apply::apply_postback(tx, w)?),
+        WriteOp::Delivery(d) => {
+            apply::record_delivery(tx, d)?;
+            WriteResult::Done
+        }
+        WriteOp::ReplayDead { outbox_id, now_ms } => {
+            WriteResult::Replayed(apply::replay_dead(tx, *outbox_id, *now_ms)?)
+        }
+    })
+}
+
+fn commit_batch(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Vec<WriteResult>>> {
+    let tx = conn.transaction()?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let mut one = Vec::with_capacity(job.ops.len());
+        for op in &job.ops {
+            one.push(apply_op(&tx, op)?);
+        }
+        results.push(one);
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+/// Group commit: block for the first job, then take whatever else is already queued
+/// (up to `batch_max` operations) and commit it all in one transaction. Under load the
+/// batch grows by itself; when idle a lone write commits immediately.
+fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    batch_max: usize,
+    metrics: &Metrics,
+) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(batch_max);
+    while let Some(first) = rx.blocking_recv() {
+        let mut ops = first.ops.len();
+        jobs.push(first);
+        while ops < batch_max {
+            match rx.try_recv() {
+                Ok(job) => {
+                    ops += job.ops.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        match commit_batch(&mut conn, &jobs) {
+            Ok(results) => {
+                for (job, result) in jobs.iter_mut().zip(results) {
+                    if let Some(done) = job.done.take() {
+                        // The requester may have hung up; the data is on disk regardless.
+                        let _ = done.send(Ok(result));
+                    }
+                }
+            }
+            Err(batch_error) => {
+                tracing::warn!(error = %batch_error, jobs = jobs.len(), "batch failed; retrying each write alone");
+                // One poisoned write must not fail its neighbours: retry each job alone.
+                for job in jobs.iter_mut() {
+                    let alone = commit_batch(&mut conn, std::slice::from_ref(job))
+                        .map(|mut r| r.pop().unwrap_or_default())
+                        .map_err(StoreError::from);
+                    if let Err(e) = &alone {
+                        tracing::error!(error = %e, "store write failed");
+                        metrics.store_errors.inc();
+                    }
+                    if let Some(done) = job.done.take() {
+                        let _ = done.send(alone);
+                    }
+                }
+            }
+        }
+        metrics
+            .store_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics.store_batch_ops.observe(ops as f64);
+        jobs.clear();
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, StoreError> {
+        self.remember(&ops);
+        let n = ops.len();
+        match self.durability {
+            Durability::Commit => {
+                let (done, wait) = oneshot::channel();
+                self.queue
+                    .send(Job {
+                        ops,
+                        done: Some(done),
+                    })
+                    .await
+                    .map_err(|_| StoreError::WriterGone)?;
+                wait.await.map_err(|_| StoreError::WriterGone)?
+            }
+            Durability::Async => {
+                // Postbacks always wait: their answer depends on the dedup outcome, and a
+                // network must never get 200 for a conversion that is not on disk.
+                if ops
+                    .iter()
+                    .any(|op| matches!(op, WriteOp::Postback(_) | WriteOp::ReplayDead { .. }))
+                {
+                    let (done, wait) = oneshot::channel();
+                    self.queue
+                        .send(Job {
+                            ops,
+                            done: Some(done),
+                        })
+                        .await
+                        .map_err(|_| StoreError::WriterGone)?;
+                    return wait.await.map_err(|_| StoreError::WriterGone)?;
+                }
+                self.queue
+                    .send(Job { ops, done: None })
+                    .await
+                    .map_err(|_| StoreError::WriterGone)?;
+                Ok(vec![WriteResult::Done; n])
+            }
+        }
+    }
+
+    async fn click(&self, id: &ClickId) -> Result<Option<StoredClick>, StoreError> {
+        if let Some(hit) = self.recent.lock().get(id) {
+            return Ok(Some(hit.clone()));
+        }
+        let found = read::click(&self.reader.lock(), id)?;
+        if let Some(c) = &found {
+            self.recent.lock().put(*id, c.clone());
+        }
+        Ok(found)
+    }
+
+    async fn click_count(&self) -> Result<u64, StoreError> {
+        Ok(read::click_count(&self.reader.lock())?)
+    }
+
+    async fn due_outbox(
+        &self,
+        now_ms: u64,
+        limit: u32,
+        in_flight: &[i64],
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        Ok(read::due_outbox(
+            &self.reader.lock(),
+            now_ms,
+            limit,
+            in_flight,
+        )?)
+    }
+
+    async fn outbox(&self, state: Option<&str>, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
+        Ok(read::outbox(&self.reader.lock(), state, limit)?)
+    }
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        Ok(read::outbox_counts(&self.reader.lock())?)
+    }
+
+    async fn journal(&self, filter: &JournalFilter) -> Result<Vec<JournalRow>, StoreError> {
+        Ok(read::journal(&self.reader.lock(), filter)?)
+    }
+
+    async fn journal_entry(&self, id: i64) -> Result<Option<JournalRow>, StoreError> {
+        Ok(read::journal_entry(&self.reader.lock(), id)?)
+    }
+
+    async fn conversions_for_click(
+        &self,
+        click_id: &str,
+    ) -> Result<Vec<ConversionRow>, StoreError> {
+        Ok(read::conversions_for_click(&self.reader.lock(), click_id)?)
+    }
+}

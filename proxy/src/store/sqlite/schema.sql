@@ -1,0 +1,98 @@
+-- clickstamp's embedded store. Open it with `sqlite3 data/clickstamp.sqlite`.
+
+-- Every click: landing page views and direct links minted by /go.
+CREATE TABLE IF NOT EXISTS clicks (
+    click_id        TEXT PRIMARY KEY,      -- 32 hex, UUIDv7: time-ordered
+    ts_ms           INTEGER NOT NULL,
+    campaign_id     TEXT NOT NULL,
+    source_id       TEXT NOT NULL,
+    source_click_id TEXT,                  -- the traffic source's own click id
+    cost            REAL,
+    sub1 TEXT, sub2 TEXT, sub3 TEXT, sub4 TEXT, sub5 TEXT,
+    ip              TEXT,
+    user_agent      TEXT,
+    referrer        TEXT,
+    entry           TEXT NOT NULL          -- landing | direct
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS clicks_by_campaign_time ON clicks (campaign_id, ts_ms);
+
+-- Visitors sent from /go to an offer.
+CREATE TABLE IF NOT EXISTS outbound_clicks (
+    id          INTEGER PRIMARY KEY,
+    click_id    TEXT NOT NULL,
+    ts_ms       INTEGER NOT NULL,
+    campaign_id TEXT NOT NULL,
+    offer_id    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbound_clicks_by_click ON outbound_clicks (click_id);
+
+-- Every inbound postback and pixel hit, accepted or not, as received.
+CREATE TABLE IF NOT EXISTS postback_journal (
+    id            INTEGER PRIMARY KEY,
+    ts_ms         INTEGER NOT NULL,
+    network_id    TEXT NOT NULL,
+    method        TEXT NOT NULL,
+    remote_ip     TEXT,
+    raw_query     TEXT NOT NULL,
+    raw_body      BLOB,
+    content_type  TEXT,
+    origin        TEXT NOT NULL,           -- s2s | pixel | replay
+    outcome       TEXT NOT NULL,           -- accepted | duplicate | status_changed | rejected
+    reason        TEXT,                    -- why, for rejected ones
+    message       TEXT,
+    click_id      TEXT,
+    conversion_id INTEGER,
+    replay_of     INTEGER
+);
+CREATE INDEX IF NOT EXISTS journal_by_time ON postback_journal (ts_ms);
+
+-- Conversions, one per dedup key: (click, event) plus txid when the network sends one.
+CREATE TABLE IF NOT EXISTS conversions (
+    id          INTEGER PRIMARY KEY,
+    dedup_key   TEXT NOT NULL UNIQUE,
+    click_id    TEXT NOT NULL,
+    campaign_id TEXT NOT NULL,
+    source_id   TEXT NOT NULL,
+    network_id  TEXT,
+    offer_id    TEXT,
+    event       TEXT NOT NULL,
+    txid        TEXT,
+    payout      REAL,
+    currency    TEXT,
+    status      TEXT NOT NULL,             -- pending | approved | rejected | chargeback
+    origin      TEXT NOT NULL,             -- s2s | pixel (s2s wins)
+    duplicates  INTEGER NOT NULL DEFAULT 0,
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversions_by_click ON conversions (click_id);
+CREATE INDEX IF NOT EXISTS conversions_by_campaign_time ON conversions (campaign_id, created_ms);
+
+-- Every status a conversion has had.
+CREATE TABLE IF NOT EXISTS conversion_history (
+    id            INTEGER PRIMARY KEY,
+    conversion_id INTEGER NOT NULL,
+    ts_ms         INTEGER NOT NULL,
+    status        TEXT NOT NULL,
+    payout        REAL,
+    origin        TEXT NOT NULL,
+    journal_id    INTEGER
+);
+CREATE INDEX IF NOT EXISTS history_by_conversion ON conversion_history (conversion_id);
+
+-- Relays to traffic sources, written in the same transaction as their conversion.
+CREATE TABLE IF NOT EXISTS outbox (
+    id              INTEGER PRIMARY KEY,
+    conversion_id   INTEGER NOT NULL,
+    source_id       TEXT NOT NULL,
+    kind            TEXT NOT NULL,         -- conversion | status
+    url             TEXT NOT NULL,
+    state           TEXT NOT NULL,         -- pending | delivered | dead
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    created_ms      INTEGER NOT NULL,
+    last_status     INTEGER,
+    last_error      TEXT,
+    delivered_ms    INTEGER
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_ms);
