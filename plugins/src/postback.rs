@@ -271,10 +271,15 @@ pub const POSTBACK_ERROR_REASONS: &[&str] = &[
     "ip_not_allowed",
 ];
 
+/// A payout that is not a finite decimal number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a finite decimal number")]
+pub struct BadAmount;
+
 /// Parse a payout leniently: surrounding space, a leading `$`/`€`/`£` and a single
 /// decimal comma are accepted; negatives are kept (reversals), NaN and infinities are
 /// not. `Ok(None)` for an empty value.
-pub fn parse_payout(raw: &str) -> Result<Option<f64>, ()> {
+pub fn parse_payout(raw: &str) -> Result<Option<f64>, BadAmount> {
     let t = raw.trim();
     let t = t
         .strip_prefix(['$', '€', '£'])
@@ -294,13 +299,13 @@ pub fn parse_payout(raw: &str) -> Result<Option<f64>, ()> {
         .bytes()
         .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
     {
-        return Err(());
+        return Err(BadAmount);
     }
     t.parse::<f64>()
         .ok()
         .filter(|v| v.is_finite())
         .map(Some)
-        .ok_or(())
+        .ok_or(BadAmount)
 }
 
 #[cfg(test)]

@@ -238,7 +238,7 @@ pub fn parse_postback_fields(
             PostbackField::Payout => {
                 out.payout = match value {
                     None => None,
-                    Some(v) => parse_payout(&v).map_err(|()| PostbackError::BadPayout {
+                    Some(v) => parse_payout(&v).map_err(|_| PostbackError::BadPayout {
                         param: m.param.clone(),
                         value: v.clone(),
                     })?,
