@@ -1,6 +1,9 @@
 //! The admin listener: `/healthz`, `/metrics`, and `/api/...` behind a bearer token.
 
+use crate::postback::{Arrival, RawPostback};
+use crate::store::{JournalFilter, WriteOp, WriteResult};
 use crate::tracker::Tracker;
+use clickstamp_plugins::query::{first_value, parse_query};
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
@@ -40,23 +43,105 @@ impl AdminApp {
                 == 0
     }
 
-    async fn api(&self, path: &str) -> (StatusCode, serde_json::Value) {
-        if let Some(id) = path.strip_prefix("/api/clicks/") {
-            return self.click(id).await;
+    async fn api(&self, method: &str, path: &str, query: &str) -> (StatusCode, serde_json::Value) {
+        let q = parse_query(query);
+        let param = |k: &str| first_value(&q, k).filter(|v| !v.is_empty()).map(str::to_owned);
+        let limit = param("limit").and_then(|l| l.parse::<u32>().ok()).unwrap_or(100).clamp(1, 10_000);
+        let store = &self.tracker.store;
+        let segments: Vec<&str> = path.trim_start_matches("/api/").split('/').collect();
+        match (method, segments.as_slice()) {
+            ("GET", ["clicks", id]) => self.click(id).await,
+            ("GET", ["stats"]) => match (store.click_count().await, store.outbox_counts().await) {
+                (Ok(clicks), Ok(outbox)) => (StatusCode::OK, json!({ "clicks": clicks, "outbox": outbox })),
+                (Err(e), _) | (_, Err(e)) => unavailable(e),
+            },
+            ("GET", ["journal"]) => {
+                let filter = JournalFilter {
+                    network_id: param("network"),
+                    outcome: param("outcome"),
+                    reason: param("reason"),
+                    since_ms: param("since_ms").and_then(|v| v.parse().ok()),
+                    until_ms: param("until_ms").and_then(|v| v.parse().ok()),
+                    limit,
+                };
+                match store.journal(&filter).await {
+                    Ok(rows) => (StatusCode::OK, json!({ "entries": rows })),
+                    Err(e) => unavailable(e),
+                }
+            }
+            ("GET", ["journal", id]) => match id.parse::<i64>() {
+                Ok(id) => match store.journal_entry(id).await {
+                    Ok(Some(row)) => (StatusCode::OK, json!(row)),
+                    Ok(None) => not_found("no journal entry with this id"),
+                    Err(e) => unavailable(e),
+                },
+                Err(_) => bad_request("the journal id is not a number"),
+            },
+            ("POST", ["journal", id, "replay"]) => match id.parse::<i64>() {
+                Ok(id) => self.replay_journal(id).await,
+                Err(_) => bad_request("the journal id is not a number"),
+            },
+            ("GET", ["outbox"]) => match store.outbox(param("state").as_deref(), limit).await {
+                Ok(rows) => (StatusCode::OK, json!({ "entries": rows })),
+                Err(e) => unavailable(e),
+            },
+            ("POST", ["outbox", "replay-dead"]) => self.replay_dead(None).await,
+            ("POST", ["outbox", id, "replay"]) => match id.parse::<i64>() {
+                Ok(id) => self.replay_dead(Some(id)).await,
+                Err(_) => bad_request("the outbox id is not a number"),
+            },
+            ("GET", ["conversions"]) => match param("click") {
+                Some(click) => match store.conversions_for_click(&click).await {
+                    Ok(rows) => (StatusCode::OK, json!({ "conversions": rows })),
+                    Err(e) => unavailable(e),
+                },
+                None => bad_request("pass ?click=<click id>"),
+            },
+            _ => not_found("no such admin endpoint (see the README's admin API section)"),
         }
-        if path == "/api/stats" {
-            return match self.tracker.store.click_count().await {
-                Ok(n) => (StatusCode::OK, json!({ "clicks": n })),
-                Err(e) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    json!({ "error": "store_unavailable", "message": e.to_string() }),
-                ),
-            };
+    }
+
+    async fn replay_dead(&self, id: Option<i64>) -> (StatusCode, serde_json::Value) {
+        let op = WriteOp::ReplayDead { outbox_id: id, now_ms: Tracker::now_ms() };
+        match self.tracker.store.write(vec![op]).await {
+            Ok(results) => {
+                let n = match results.first() {
+                    Some(WriteResult::Replayed(n)) => *n,
+                    _ => 0,
+                };
+                self.tracker.outbox_wake.notify_one();
+                if id.is_some() && n == 0 {
+                    return not_found("no dead letter with this id");
+                }
+                (StatusCode::OK, json!({ "requeued": n }))
+            }
+            Err(e) => unavailable(e),
         }
-        (
-            StatusCode::NOT_FOUND,
-            json!({ "error": "not_found", "message": "no such admin endpoint" }),
-        )
+    }
+
+    /// Run a journalled postback through the pipeline again, as of its arrival time,
+    /// under the current config (a since-fixed secret, a click that has since arrived).
+    async fn replay_journal(&self, id: i64) -> (StatusCode, serde_json::Value) {
+        let row = match self.tracker.store.journal_entry(id).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return not_found("no journal entry with this id"),
+            Err(e) => return unavailable(e),
+        };
+        if row.origin == "pixel" {
+            return bad_request("pixel hits are not replayed through the postback pipeline");
+        }
+        let raw = RawPostback {
+            method: row.method.clone(),
+            raw_query: row.raw_query.clone(),
+            body: row.raw_body.clone().into_bytes(),
+            body_truncated: false,
+            content_type: row.content_type.clone(),
+            remote_ip: row.remote_ip.as_deref().and_then(|ip| ip.parse().ok()),
+            headers: Vec::new(),
+            received_ms: row.ts_ms,
+        };
+        let reply = self.tracker.ingest_postback(&row.network_id, raw, Arrival::Replay(id)).await;
+        (StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK), json!({ "replay_of": id, "result": reply.body }))
     }
 
     /// Explain a click ID: why it is refused, or what the store holds for it. This is
@@ -92,6 +177,18 @@ impl AdminApp {
             },
         }
     }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> (StatusCode, serde_json::Value) {
+    (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": "store_unavailable", "message": e.to_string() }))
+}
+
+fn not_found(message: &str) -> (StatusCode, serde_json::Value) {
+    (StatusCode::NOT_FOUND, json!({ "error": "not_found", "message": message }))
+}
+
+fn bad_request(message: &str) -> (StatusCode, serde_json::Value) {
+    (StatusCode::BAD_REQUEST, json!({ "error": "bad_request", "message": message }))
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -148,7 +245,9 @@ impl ServeHttp for AdminApp {
                         json!({ "error": "unauthorized", "message": "send Authorization: Bearer <secrets.admin_token>" }),
                     );
                 }
-                let (status, body) = self.api(p).await;
+                let method = session.req_header().method.as_str().to_string();
+                let query = session.req_header().uri.query().unwrap_or("").to_string();
+                let (status, body) = self.api(&method, p, &query).await;
                 self.tracker
                     .metrics
                     .requests

@@ -109,11 +109,16 @@ fn serve(config: Config) -> ExitCode {
     main.add_tcp(&config.server.listen.to_string());
     let mut admin = pingora::services::listening::Service::new(
         "clickstamp admin".to_string(),
-        pingora::apps::http_app::HttpServer::new_app(admin::AdminApp::new(tracker)),
+        pingora::apps::http_app::HttpServer::new_app(admin::AdminApp::new(tracker.clone())),
     );
     admin.add_tcp(&config.server.admin_listen.to_string());
+    let outbox = pingora::services::background::background_service(
+        "clickstamp outbox",
+        crate::outbox::OutboxWorker::new(tracker.clone()),
+    );
     server.add_service(main);
     server.add_service(admin);
+    server.add_service(outbox);
     tracing::info!(listen = %config.server.listen, admin = %config.server.admin_listen, store = %config.store.path.display(), "clickstamp serving");
     server.run_forever()
 }

@@ -35,6 +35,22 @@ pub struct Metrics {
     pub store_batch_ops: Histogram,
     /// Writes that failed to commit.
     pub store_errors: IntCounter,
+    /// Postbacks (and pixel hits) received, by network and outcome.
+    pub postbacks: IntCounterVec,
+    /// Postbacks refused, by network and reason.
+    pub postback_rejections: IntCounterVec,
+    /// New conversions and status changes, by campaign, source, status and origin.
+    pub conversions: IntCounterVec,
+    /// Payouts of new conversions, by campaign and source.
+    pub revenue: prometheus::CounterVec,
+    /// Outbox entries by state (`pending`, `in_flight`, `dead`).
+    pub outbox_entries: prometheus::IntGaugeVec,
+    /// Delivery attempts by source and outcome.
+    pub deliveries: IntCounterVec,
+    /// Seconds per delivery attempt, by source.
+    pub delivery_seconds: HistogramVec,
+    /// Relays that could not be rendered (the conversion is kept), by source.
+    pub relay_render_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -121,8 +137,50 @@ impl Metrics {
         registry
             .register(Box::new(store_errors.clone()))
             .expect("unique metric");
+        let postbacks = counter_vec("clickstamp_postbacks_total", "Postbacks and pixel hits received, by outcome.", &["network", "outcome"]);
+        let postback_rejections =
+            counter_vec("clickstamp_postback_rejections_total", "Postbacks refused, by reason.", &["network", "reason"]);
+        let conversions = counter_vec(
+            "clickstamp_conversions_total",
+            "New conversions and status changes.",
+            &["campaign", "source", "status", "origin"],
+        );
+        let revenue = prometheus::CounterVec::new(
+            Opts::new("clickstamp_revenue_total", "Payouts of new conversions, in the account currency."),
+            &["campaign", "source"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(revenue.clone())).expect("unique metric");
+        let outbox_entries = prometheus::IntGaugeVec::new(
+            Opts::new("clickstamp_outbox_entries", "Outbox entries by state."),
+            &["state"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(outbox_entries.clone())).expect("unique metric");
+        let deliveries =
+            counter_vec("clickstamp_outbox_deliveries_total", "Relay delivery attempts by outcome.", &["source", "outcome"]);
+        let delivery_seconds = HistogramVec::new(
+            HistogramOpts::new("clickstamp_outbox_delivery_duration_seconds", "Seconds per relay delivery attempt.")
+                .buckets(latency_buckets()),
+            &["source"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(delivery_seconds.clone())).expect("unique metric");
+        let relay_render_failures = counter_vec(
+            "clickstamp_relay_render_failures_total",
+            "Conversions whose relay could not be rendered (kept, not relayed).",
+            &["source"],
+        );
         Metrics {
             registry,
+            postbacks,
+            postback_rejections,
+            conversions,
+            revenue,
+            outbox_entries,
+            deliveries,
+            delivery_seconds,
+            relay_render_failures,
             requests,
             request_seconds,
             clicks,

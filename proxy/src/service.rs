@@ -186,6 +186,53 @@ impl MainService {
         }
     }
 
+    async fn handle_postback(&self, session: &mut Session, ctx: &mut RequestCtx, network: &str) -> Result<()> {
+        let max = self.tracker.config.postbacks.max_body_bytes;
+        let mut body = Vec::new();
+        let mut truncated = false;
+        let mut seen = 0usize;
+        // Read the whole body, keeping at most `max` bytes; stop draining at a hard cap
+        // so a hostile client cannot hold the connection forever.
+        while let Some(chunk) = session.read_request_body().await? {
+            seen += chunk.len();
+            let room = max.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if seen > max {
+                truncated = true;
+            }
+            if seen > max.saturating_mul(4).max(1 << 20) {
+                session.set_keepalive(None);
+                break;
+            }
+        }
+        let req = session.req_header();
+        let headers: Vec<(String, String)> = req
+            .headers
+            .iter()
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+            .collect();
+        let visit = self.visit(session);
+        let raw = crate::postback::RawPostback {
+            method: req.method.as_str().to_string(),
+            raw_query: req.uri.query().unwrap_or("").to_string(),
+            body,
+            body_truncated: truncated,
+            content_type: req.headers.get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned),
+            remote_ip: visit.ip.as_deref().and_then(|ip| ip.parse().ok()),
+            headers,
+            received_ms: Tracker::now_ms(),
+        };
+        let reply = self.tracker.ingest_postback(network, raw, crate::postback::Arrival::Live).await;
+        ctx.outcome = reply.outcome;
+        respond(
+            session,
+            reply.status,
+            &[("Content-Type", "application/json"), ("Cache-Control", "no-store")],
+            Bytes::from(reply.body.to_string()),
+        )
+        .await
+    }
+
     async fn serve_lander(
         &self,
         session: &mut Session,
@@ -295,6 +342,11 @@ impl ProxyHttp for MainService {
             Route::Go(target) => {
                 ctx.route = label::GO;
                 self.handle_go(session, ctx, &target).await?;
+                Ok(true)
+            }
+            Route::Postback(network) => {
+                ctx.route = label::POSTBACK;
+                self.handle_postback(session, ctx, &network).await?;
                 Ok(true)
             }
             Route::Landing { campaign, rest } => {

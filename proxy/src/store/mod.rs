@@ -17,6 +17,8 @@ pub struct ClickRecord {
     pub campaign_id: String,
     pub source_id: String,
     pub source_click_id: Option<String>,
+    /// The landing parameter that carried it (`gclid`, `gbraid`, ...).
+    pub source_click_param: Option<String>,
     pub cost: Option<f64>,
     /// sub1..sub5, as configured on the traffic source.
     pub sub_ids: [Option<String>; 5],
@@ -78,6 +80,8 @@ pub struct StoredClick {
     pub source_id: String,
     pub source_click_id: Option<String>,
     pub cost: Option<f64>,
+    pub source_click_param: Option<String>,
+    pub sub_ids: [Option<String>; 5],
     /// The offer of the click's latest outbound click, if any.
     pub last_offer_id: Option<String>,
 }

@@ -39,6 +39,7 @@ impl Tracker {
             campaign_id: c.id.clone(),
             source_id: source.id.clone(),
             source_click_id: params.source_click_id.map(|v| truncate(v, 255)),
+            source_click_param: params.source_click_id_param,
             cost: params.cost.or(c.cost),
             sub_ids,
             ip: visit.ip.clone(),

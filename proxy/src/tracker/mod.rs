@@ -23,6 +23,8 @@ pub struct Tracker {
     pub codec: ClickIdCodec,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
+    /// Woken when a relay is enqueued, so the outbox worker delivers it at once.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
     max_age_ms: u64,
 }
 
@@ -36,6 +38,7 @@ impl Tracker {
             codec,
             store,
             metrics,
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
             max_age_ms,
         }
     }

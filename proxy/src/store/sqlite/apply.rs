@@ -11,8 +11,8 @@ use rusqlite::{params, OptionalExtension, Transaction};
 pub(super) fn insert_click(tx: &Transaction<'_>, c: &ClickRecord) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT OR IGNORE INTO clicks (click_id, ts_ms, campaign_id, source_id, source_click_id, cost,
-            sub1, sub2, sub3, sub4, sub5, ip, user_agent, referrer, entry)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            sub1, sub2, sub3, sub4, sub5, ip, user_agent, referrer, entry, source_click_param)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
     let [s1, s2, s3, s4, s5] = &c.sub_ids;
     stmt.execute(params![
@@ -31,6 +31,7 @@ pub(super) fn insert_click(tx: &Transaction<'_>, c: &ClickRecord) -> rusqlite::R
         c.user_agent,
         c.referrer,
         c.entry,
+        c.source_click_param,
     ])?;
     Ok(())
 }

@@ -85,6 +85,8 @@ impl SqliteStore {
                             source_id: c.source_id.clone(),
                             source_click_id: c.source_click_id.clone(),
                             cost: c.cost,
+                            source_click_param: c.source_click_param.clone(),
+                            sub_ids: c.sub_ids.clone(),
                             last_offer_id: None,
                         },
                     );

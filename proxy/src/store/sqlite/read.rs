@@ -10,7 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 pub(super) fn click(conn: &Connection, id: &ClickId) -> rusqlite::Result<Option<StoredClick>> {
     conn.prepare_cached(
         "SELECT click_id, ts_ms, campaign_id, source_id, source_click_id, cost,
-            (SELECT offer_id FROM outbound_clicks o WHERE o.click_id = c.click_id ORDER BY o.id DESC LIMIT 1)
+            (SELECT offer_id FROM outbound_clicks o WHERE o.click_id = c.click_id ORDER BY o.id DESC LIMIT 1),
+            source_click_param, sub1, sub2, sub3, sub4, sub5
          FROM clicks c WHERE click_id = ?1",
     )?
     .query_row([id.to_hex()], |r| {
@@ -22,6 +23,8 @@ pub(super) fn click(conn: &Connection, id: &ClickId) -> rusqlite::Result<Option<
             source_click_id: r.get(4)?,
             cost: r.get(5)?,
             last_offer_id: r.get(6)?,
+            source_click_param: r.get(7)?,
+            sub_ids: [r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?],
         })
     })
     .optional()

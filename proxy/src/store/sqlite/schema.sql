@@ -7,6 +7,7 @@ CREATE TABLE IF NOT EXISTS clicks (
     campaign_id     TEXT NOT NULL,
     source_id       TEXT NOT NULL,
     source_click_id TEXT,                  -- the traffic source's own click id
+    source_click_param TEXT,               -- the landing parameter it came in (gclid, gbraid, ...)
     cost            REAL,
     sub1 TEXT, sub2 TEXT, sub3 TEXT, sub4 TEXT, sub5 TEXT,
     ip              TEXT,

@@ -1,0 +1,337 @@
+//! Inbound postbacks: `GET|POST /postback/{network}`.
+//!
+//! The path of a postback, in order: [`body`] decodes it, the network's plugin verifies
+//! and parses it, [`Tracker::attribute`] finds its click and campaign, and the store
+//! journals it and applies dedup and status rules in one transaction. Only then is the
+//! network answered. Every request is journalled, refused ones included; see
+//! `store/LIFECYCLE.md`.
+
+pub mod body;
+
+use crate::store::{ConversionCandidate, JournalEntry, PostbackCommit, PostbackOutcome, PostbackWrite, StoredClick, Verdict, WriteOp, WriteResult};
+use crate::tracker::Tracker;
+use clickstamp_plugins::query::parse_query;
+use clickstamp_plugins::{dedup_key, ClickIdError, ParsedPostback, PostbackError, PostbackRequest, RelayConversion};
+use serde_json::json;
+use std::net::IpAddr;
+
+/// A postback as received, independent of the HTTP framework. Also rebuilt from the
+/// journal to replay one.
+#[derive(Debug, Clone, Default)]
+pub struct RawPostback {
+    pub method: String,
+    /// The query string without `?`.
+    pub raw_query: String,
+    /// The body, cut at `postbacks.max_body_bytes`.
+    pub body: Vec<u8>,
+    /// The body was longer than the limit (and `body` holds only its start).
+    pub body_truncated: bool,
+    pub content_type: Option<String>,
+    pub remote_ip: Option<IpAddr>,
+    pub headers: Vec<(String, String)>,
+    /// When it arrived (Unix ms). A replay keeps the original time, so signatures,
+    /// timestamps and attribution windows are judged as of arrival.
+    pub received_ms: u64,
+}
+
+/// Where a postback came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Straight from the network.
+    Live,
+    /// Replayed from journal row `.0` by an operator.
+    Replay(i64),
+}
+
+/// The answer to a postback.
+#[derive(Debug, Clone)]
+pub struct PostbackReply {
+    pub status: u16,
+    pub body: serde_json::Value,
+    /// Stable outcome label (`accepted`, `duplicate`, `status_changed`, `rejected`,
+    /// `store_unavailable`).
+    pub outcome: &'static str,
+}
+
+/// A refusal before the store: reason label, HTTP status, message.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub status: u16,
+    pub message: String,
+    pub click_id: Option<String>,
+}
+
+impl Refusal {
+    fn new(reason: &'static str, status: u16, message: impl Into<String>) -> Self {
+        Refusal { reason, status, message: message.into(), click_id: None }
+    }
+
+    fn from_postback_error(e: &PostbackError) -> Self {
+        let status = match e {
+            PostbackError::UnauthorizedSecret { .. }
+            | PostbackError::MissingSignature { .. }
+            | PostbackError::BadSignature
+            | PostbackError::MissingTimestamp { .. }
+            | PostbackError::StaleTimestamp { .. } => 401,
+            PostbackError::IpNotAllowed { .. } => 403,
+            _ => 400,
+        };
+        Refusal::new(e.reason(), status, e.to_string())
+    }
+
+    fn from_click_id_error(e: ClickIdError, click_id: &str) -> Self {
+        let status = if e == ClickIdError::Expired { 410 } else { 400 };
+        Refusal { reason: e.reason(), status, message: e.to_string(), click_id: Some(click_id.chars().take(64).collect()) }
+    }
+}
+
+/// The network label for metrics: a configured id, or `unknown`.
+fn network_label(tracker: &Tracker, network: Option<usize>) -> &str {
+    network.map_or("unknown", |n| tracker.config.networks[n].id.as_str())
+}
+
+impl Tracker {
+    /// Handle one postback for the network whose id is `network_segment` (the path
+    /// segment as sent).
+    pub async fn ingest_postback(&self, network_segment: &str, raw: RawPostback, arrival: Arrival) -> PostbackReply {
+        let network = self.config.networks.iter().position(|n| n.id == network_segment);
+        let journal = JournalEntry {
+            ts_ms: raw.received_ms,
+            network_id: network_segment.chars().take(64).collect(),
+            method: raw.method.clone(),
+            remote_ip: raw.remote_ip.map(|ip| ip.to_string()),
+            raw_query: raw.raw_query.clone(),
+            raw_body: raw.body.clone(),
+            content_type: raw.content_type.clone(),
+            origin: match arrival {
+                Arrival::Live => "s2s",
+                Arrival::Replay(_) => "replay",
+            },
+            replay_of: match arrival {
+                Arrival::Live => None,
+                Arrival::Replay(id) => Some(id),
+            },
+        };
+        let decided = match network {
+            None => Err(Refusal::new(
+                "unknown_network",
+                404,
+                format!("no network is configured with id {:?}: check the postback URL's path", journal.network_id),
+            )),
+            Some(n) => self.decide(n, &raw).await,
+        };
+        let label = network_label(self, network).to_string();
+        let (verdict, refusal) = match decided {
+            Ok(candidate) => (Verdict::Convert(Box::new(candidate)), None),
+            Err(r) => (
+                Verdict::Rejected { reason: r.reason, message: r.message.clone(), click_id: r.click_id.clone() },
+                Some(r),
+            ),
+        };
+        let candidate = match &verdict {
+            Verdict::Convert(c) => Some((**c).clone()),
+            Verdict::Rejected { .. } => None,
+        };
+        let write = WriteOp::Postback(Box::new(PostbackWrite { journal, verdict }));
+        let commit = match self.store.write(vec![write]).await {
+            Ok(mut results) => match results.pop() {
+                Some(WriteResult::Postback(c)) => c,
+                _ => return self.store_unavailable(&label, "the store returned no postback result"),
+            },
+            Err(e) => return self.store_unavailable(&label, &e.to_string()),
+        };
+        if commit.relayed {
+            self.outbox_wake.notify_one();
+        }
+        self.metrics.postbacks.with_label_values(&[&label, commit.outcome.as_str()]).inc();
+        match refusal {
+            Some(r) => {
+                self.metrics.postback_rejections.with_label_values(&[&label, r.reason]).inc();
+                tracing::info!(network = %label, reason = r.reason, journal_id = commit.journal_id, click_id = r.click_id.as_deref().unwrap_or(""), "postback refused: {}", r.message);
+                PostbackReply {
+                    status: r.status,
+                    body: json!({ "status": "rejected", "error": r.reason, "message": r.message, "journal_id": commit.journal_id }),
+                    outcome: "rejected",
+                }
+            }
+            None => self.accepted_reply(&label, &commit, candidate.as_ref()),
+        }
+    }
+
+    fn store_unavailable(&self, label: &str, error: &str) -> PostbackReply {
+        tracing::error!(network = label, error, "postback not stored; the network will retry");
+        self.metrics.postbacks.with_label_values(&[label, "store_unavailable"]).inc();
+        PostbackReply {
+            status: 503,
+            body: json!({ "status": "error", "error": "store_unavailable", "message": "the postback could not be stored; retry later" }),
+            outcome: "store_unavailable",
+        }
+    }
+
+    fn accepted_reply(&self, label: &str, commit: &PostbackCommit, candidate: Option<&ConversionCandidate>) -> PostbackReply {
+        let Some(c) = candidate else {
+            return self.store_unavailable(label, "accepted postback without a candidate");
+        };
+        match commit.outcome {
+            PostbackOutcome::Accepted | PostbackOutcome::StatusChanged => {
+                let status = commit.status.as_deref().unwrap_or(c.status);
+                self.metrics.conversions.with_label_values(&[&c.campaign_id, &c.source_id, status, c.origin]).inc();
+                if commit.outcome == PostbackOutcome::Accepted {
+                    if let Some(p) = c.payout.filter(|p| *p > 0.0) {
+                        self.metrics.revenue.with_label_values(&[&c.campaign_id, &c.source_id]).inc_by(p);
+                    }
+                }
+            }
+            _ => {}
+        }
+        tracing::info!(
+            network = label,
+            click_id = %c.click_id,
+            event = %c.event,
+            outcome = commit.outcome.as_str(),
+            conversion_id = commit.conversion_id.unwrap_or_default(),
+            journal_id = commit.journal_id,
+            relayed = commit.relayed,
+            "postback"
+        );
+        PostbackReply {
+            status: 200,
+            body: json!({
+                "status": commit.outcome.as_str(),
+                "conversion_id": commit.conversion_id,
+                "conversion_status": commit.status,
+                "click_id": c.click_id,
+                "event": c.event,
+                "relayed": commit.relayed,
+                "journal_id": commit.journal_id,
+            }),
+            outcome: commit.outcome.as_str(),
+        }
+    }
+
+    /// Verify, parse and attribute a postback for network `n`.
+    async fn decide(&self, n: usize, raw: &RawPostback) -> Result<ConversionCandidate, Refusal> {
+        let max = self.config.postbacks.max_body_bytes;
+        if raw.body_truncated {
+            let e = body::BodyError::TooLarge { max };
+            return Err(Refusal::new(e.reason(), e.status(), e.to_string()));
+        }
+        let body_pairs =
+            body::decode(raw.content_type.as_deref(), &raw.body).map_err(|e| Refusal::new(e.reason(), e.status(), e.to_string()))?;
+        let query = parse_query(&raw.raw_query);
+        let network = &self.config.networks[n];
+        let req = PostbackRequest {
+            method: &raw.method,
+            query: &query,
+            body: &body_pairs,
+            remote_ip: raw.remote_ip,
+            headers: &raw.headers,
+            raw_query: &raw.raw_query,
+            raw_body: &raw.body,
+        };
+        let parsed = network
+            .plugin
+            .accept_postback(&req, &network.verification, raw.received_ms)
+            .map_err(|e| Refusal::from_postback_error(&e))?;
+        let click = self.attribute(&parsed.click_id, raw.received_ms).await?;
+        Ok(self.candidate(Some(n), &click, &parsed, "s2s", raw.received_ms))
+    }
+
+    /// Find the click of a conversion and check it is inside its campaign's window.
+    pub async fn attribute(&self, click_id_text: &str, at_ms: u64) -> Result<StoredClick, Refusal> {
+        let id = self.verify(click_id_text, at_ms).map_err(|e| Refusal::from_click_id_error(e, click_id_text))?;
+        let click = match self.store.click(&id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return Err(Refusal {
+                    reason: "unknown_click",
+                    status: 404,
+                    message: "the click id is genuine but no such click is stored (a postback before its click reached this store, or a different clickstamp instance); replay it from the journal once the click exists".into(),
+                    click_id: Some(id.to_hex()),
+                })
+            }
+            Err(e) => return Err(Refusal::new("store_unavailable", 503, e.to_string())),
+        };
+        let Some(campaign) = self.config.campaign_index(&click.campaign_id) else {
+            return Err(Refusal {
+                reason: "unknown_campaign",
+                status: 404,
+                message: format!("the click belongs to campaign {:?}, which is no longer configured", click.campaign_id),
+                click_id: Some(id.to_hex()),
+            });
+        };
+        let window = self.config.campaigns[campaign].attribution_window.as_millis() as u64;
+        if at_ms.saturating_sub(click.ts_ms) > window {
+            return Err(Refusal {
+                reason: "expired",
+                status: 410,
+                message: format!("the click is older than campaign {:?}'s attribution window", click.campaign_id),
+                click_id: Some(id.to_hex()),
+            });
+        }
+        Ok(click)
+    }
+
+    /// Build the conversion candidate: defaults from the offer, the relay rendered with
+    /// the traffic source's template.
+    pub fn candidate(&self, network: Option<usize>, click: &StoredClick, parsed: &ParsedPostback, origin: &'static str, now_ms: u64) -> ConversionCandidate {
+        let config = &self.config;
+        let campaign = config.campaign_index(&click.campaign_id).expect("attribute() checked the campaign");
+        let campaign_cfg = &config.campaigns[campaign];
+        let source = &config.sources[campaign_cfg.source];
+        let offer = click
+            .last_offer_id
+            .as_deref()
+            .and_then(|o| config.offer_index(o))
+            .or_else(|| (campaign_cfg.offers.len() == 1).then(|| campaign_cfg.offers[0].0));
+        let offer_cfg = offer.map(|o| &config.offers[o]);
+        let event = parsed.event_or_default().to_string();
+        let multiple = offer_cfg.is_none_or(|o| o.multiple_conversions);
+        let key_txid = if multiple { parsed.txid.as_deref() } else { None };
+        let key = dedup_key(&click.click_id, &event, key_txid);
+        let status = parsed
+            .status
+            .unwrap_or_else(|| network.map_or(clickstamp_plugins::ConversionStatus::Approved, |n| config.networks[n].default_status));
+        let payout = parsed.payout.or(offer_cfg.and_then(|o| o.payout));
+        let currency = parsed.currency.clone().or_else(|| offer_cfg.and_then(|o| o.currency.clone()));
+        let relay_url = source.plugin.postback_template().and_then(|template| {
+            let mut conv = RelayConversion::new(click.click_id.clone(), event.clone(), key.clone());
+            conv.source_click_id = click.source_click_id.clone();
+            conv.source_click_id_param = click.source_click_param.clone();
+            conv.click_time_ms = Some(click.ts_ms);
+            conv.conversion_time_ms = Some(now_ms);
+            conv.payout = payout;
+            conv.currency = currency.clone();
+            conv.txid = parsed.txid.clone();
+            conv.status = status;
+            conv.cost = click.cost;
+            conv.sub_ids = click.sub_ids.to_vec();
+            match source.plugin.render_postback(template, &conv) {
+                Ok(url) => Some(url),
+                Err(e) => {
+                    self.metrics.relay_render_failures.with_label_values(&[&source.id]).inc();
+                    tracing::warn!(source = %source.id, click_id = %click.click_id, error = %e, "relay not rendered; the conversion is kept");
+                    None
+                }
+            }
+        });
+        ConversionCandidate {
+            dedup_key: key,
+            click_id: click.click_id.clone(),
+            campaign_id: click.campaign_id.clone(),
+            source_id: source.id.clone(),
+            network_id: network.map(|n| config.networks[n].id.clone()),
+            offer_id: offer_cfg.map(|o| o.id.clone()),
+            event,
+            txid: parsed.txid.clone(),
+            payout,
+            currency,
+            status: status.as_str(),
+            origin,
+            relay_url,
+            relay_status_changes: source.plugin.relays_status_changes(),
+            relay_not_before_ms: None,
+        }
+    }
+}
