@@ -6,6 +6,8 @@
 //! for `wasm32-unknown-unknown` so the pixel SDK runs exactly the server's code.
 //! Callers pass the time (`now_ms`) and any randomness in.
 
+#![warn(missing_docs)]
+
 pub mod clickid;
 pub mod dedup;
 pub mod lint;

@@ -73,7 +73,7 @@ pub fn lint_source_template(source: &dyn TrafficSource, template: &str) -> Vec<L
         let text = m.text();
         if m.style == style {
             match lookup_token(&tokens, source.token_case(), &m.name) {
-                Some(t) => has_click |= t.field.is_source_click_id(),
+                Some(t) => has_click |= t.field.carries_source_click_id(),
                 None => match lookup_token(&tokens, CaseRule::Insensitive, &m.name) {
                     Some(t) => out.push(LintFinding::error(
                         "wrong_case",

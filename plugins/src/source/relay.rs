@@ -191,6 +191,12 @@ impl RelayField {
         )
     }
 
+    /// True for fields from which the source can attribute a relay: its click ID, or
+    /// Meta's `fbc`, which embeds it. The linter wants one in every template.
+    pub fn carries_source_click_id(&self) -> bool {
+        self.is_source_click_id() || matches!(self, RelayField::Fbc)
+    }
+
     /// Parse a field name as used in the config: `source_click_id`, `click_id`,
     /// `payout`, `currency`, `txid`, `status`, `event`, `event_id`, `cost`, `sub1`..,
     /// `timestamp`, `timestamp_ms`, `time_rfc3339`, `fbc`.
