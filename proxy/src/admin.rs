@@ -3,8 +3,8 @@
 use crate::postback::{Arrival, RawPostback};
 use crate::store::{JournalFilter, WriteOp, WriteResult};
 use crate::tracker::Tracker;
-use clickstamp_plugins::query::{first_value, parse_query};
 use async_trait::async_trait;
+use clickstamp_plugins::query::{first_value, parse_query};
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
@@ -45,14 +45,24 @@ impl AdminApp {
 
     async fn api(&self, method: &str, path: &str, query: &str) -> (StatusCode, serde_json::Value) {
         let q = parse_query(query);
-        let param = |k: &str| first_value(&q, k).filter(|v| !v.is_empty()).map(str::to_owned);
-        let limit = param("limit").and_then(|l| l.parse::<u32>().ok()).unwrap_or(100).clamp(1, 10_000);
+        let param = |k: &str| {
+            first_value(&q, k)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let limit = param("limit")
+            .and_then(|l| l.parse::<u32>().ok())
+            .unwrap_or(100)
+            .clamp(1, 10_000);
         let store = &self.tracker.store;
         let segments: Vec<&str> = path.trim_start_matches("/api/").split('/').collect();
         match (method, segments.as_slice()) {
             ("GET", ["clicks", id]) => self.click(id).await,
             ("GET", ["stats"]) => match (store.click_count().await, store.outbox_counts().await) {
-                (Ok(clicks), Ok(outbox)) => (StatusCode::OK, json!({ "clicks": clicks, "outbox": outbox })),
+                (Ok(clicks), Ok(outbox)) => (
+                    StatusCode::OK,
+                    json!({ "clicks": clicks, "outbox": outbox }),
+                ),
                 (Err(e), _) | (_, Err(e)) => unavailable(e),
             },
             ("GET", ["journal"]) => {
@@ -102,7 +112,10 @@ impl AdminApp {
     }
 
     async fn replay_dead(&self, id: Option<i64>) -> (StatusCode, serde_json::Value) {
-        let op = WriteOp::ReplayDead { outbox_id: id, now_ms: Tracker::now_ms() };
+        let op = WriteOp::ReplayDead {
+            outbox_id: id,
+            now_ms: Tracker::now_ms(),
+        };
         match self.tracker.store.write(vec![op]).await {
             Ok(results) => {
                 let n = match results.first() {
@@ -140,8 +153,14 @@ impl AdminApp {
             headers: Vec::new(),
             received_ms: row.ts_ms,
         };
-        let reply = self.tracker.ingest_postback(&row.network_id, raw, Arrival::Replay(id)).await;
-        (StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK), json!({ "replay_of": id, "result": reply.body }))
+        let reply = self
+            .tracker
+            .ingest_postback(&row.network_id, raw, Arrival::Replay(id))
+            .await;
+        (
+            StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK),
+            json!({ "replay_of": id, "result": reply.body }),
+        )
     }
 
     /// Explain a click ID: why it is refused, or what the store holds for it. This is
@@ -180,15 +199,24 @@ impl AdminApp {
 }
 
 fn unavailable(e: impl std::fmt::Display) -> (StatusCode, serde_json::Value) {
-    (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": "store_unavailable", "message": e.to_string() }))
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({ "error": "store_unavailable", "message": e.to_string() }),
+    )
 }
 
 fn not_found(message: &str) -> (StatusCode, serde_json::Value) {
-    (StatusCode::NOT_FOUND, json!({ "error": "not_found", "message": message }))
+    (
+        StatusCode::NOT_FOUND,
+        json!({ "error": "not_found", "message": message }),
+    )
 }
 
 fn bad_request(message: &str) -> (StatusCode, serde_json::Value) {
-    (StatusCode::BAD_REQUEST, json!({ "error": "bad_request", "message": message }))
+    (
+        StatusCode::BAD_REQUEST,
+        json!({ "error": "bad_request", "message": message }),
+    )
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {

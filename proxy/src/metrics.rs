@@ -137,35 +137,57 @@ impl Metrics {
         registry
             .register(Box::new(store_errors.clone()))
             .expect("unique metric");
-        let postbacks = counter_vec("clickstamp_postbacks_total", "Postbacks and pixel hits received, by outcome.", &["network", "outcome"]);
-        let postback_rejections =
-            counter_vec("clickstamp_postback_rejections_total", "Postbacks refused, by reason.", &["network", "reason"]);
+        let postbacks = counter_vec(
+            "clickstamp_postbacks_total",
+            "Postbacks and pixel hits received, by outcome.",
+            &["network", "outcome"],
+        );
+        let postback_rejections = counter_vec(
+            "clickstamp_postback_rejections_total",
+            "Postbacks refused, by reason.",
+            &["network", "reason"],
+        );
         let conversions = counter_vec(
             "clickstamp_conversions_total",
             "New conversions and status changes.",
             &["campaign", "source", "status", "origin"],
         );
         let revenue = prometheus::CounterVec::new(
-            Opts::new("clickstamp_revenue_total", "Payouts of new conversions, in the account currency."),
+            Opts::new(
+                "clickstamp_revenue_total",
+                "Payouts of new conversions, in the account currency.",
+            ),
             &["campaign", "source"],
         )
         .expect("valid metric");
-        registry.register(Box::new(revenue.clone())).expect("unique metric");
+        registry
+            .register(Box::new(revenue.clone()))
+            .expect("unique metric");
         let outbox_entries = prometheus::IntGaugeVec::new(
             Opts::new("clickstamp_outbox_entries", "Outbox entries by state."),
             &["state"],
         )
         .expect("valid metric");
-        registry.register(Box::new(outbox_entries.clone())).expect("unique metric");
-        let deliveries =
-            counter_vec("clickstamp_outbox_deliveries_total", "Relay delivery attempts by outcome.", &["source", "outcome"]);
+        registry
+            .register(Box::new(outbox_entries.clone()))
+            .expect("unique metric");
+        let deliveries = counter_vec(
+            "clickstamp_outbox_deliveries_total",
+            "Relay delivery attempts by outcome.",
+            &["source", "outcome"],
+        );
         let delivery_seconds = HistogramVec::new(
-            HistogramOpts::new("clickstamp_outbox_delivery_duration_seconds", "Seconds per relay delivery attempt.")
-                .buckets(latency_buckets()),
+            HistogramOpts::new(
+                "clickstamp_outbox_delivery_duration_seconds",
+                "Seconds per relay delivery attempt.",
+            )
+            .buckets(latency_buckets()),
             &["source"],
         )
         .expect("valid metric");
-        registry.register(Box::new(delivery_seconds.clone())).expect("unique metric");
+        registry
+            .register(Box::new(delivery_seconds.clone()))
+            .expect("unique metric");
         let relay_render_failures = counter_vec(
             "clickstamp_relay_render_failures_total",
             "Conversions whose relay could not be rendered (kept, not relayed).",

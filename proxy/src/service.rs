@@ -186,7 +186,12 @@ impl MainService {
         }
     }
 
-    async fn handle_postback(&self, session: &mut Session, ctx: &mut RequestCtx, network: &str) -> Result<()> {
+    async fn handle_postback(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        network: &str,
+    ) -> Result<()> {
         let max = self.tracker.config.postbacks.max_body_bytes;
         let mut body = Vec::new();
         let mut truncated = false;
@@ -209,7 +214,11 @@ impl MainService {
         let headers: Vec<(String, String)> = req
             .headers
             .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+            .filter_map(|(k, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (k.as_str().to_string(), v.to_string()))
+            })
             .collect();
         let visit = self.visit(session);
         let raw = crate::postback::RawPostback {
@@ -217,17 +226,27 @@ impl MainService {
             raw_query: req.uri.query().unwrap_or("").to_string(),
             body,
             body_truncated: truncated,
-            content_type: req.headers.get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned),
+            content_type: req
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
             remote_ip: visit.ip.as_deref().and_then(|ip| ip.parse().ok()),
             headers,
             received_ms: Tracker::now_ms(),
         };
-        let reply = self.tracker.ingest_postback(network, raw, crate::postback::Arrival::Live).await;
+        let reply = self
+            .tracker
+            .ingest_postback(network, raw, crate::postback::Arrival::Live)
+            .await;
         ctx.outcome = reply.outcome;
         respond(
             session,
             reply.status,
-            &[("Content-Type", "application/json"), ("Cache-Control", "no-store")],
+            &[
+                ("Content-Type", "application/json"),
+                ("Cache-Control", "no-store"),
+            ],
             Bytes::from(reply.body.to_string()),
         )
         .await

@@ -15,7 +15,12 @@ pub struct Attempt {
 impl Attempt {
     /// A transport failure (retryable).
     pub fn failed(error: String) -> Self {
-        Attempt { delivered: false, retryable: true, status: None, error: Some(error) }
+        Attempt {
+            delivered: false,
+            retryable: true,
+            status: None,
+            error: Some(error),
+        }
     }
 }
 

@@ -42,13 +42,22 @@ impl OutboxWorker {
     /// A worker over the shared tracker.
     pub fn new(tracker: Arc<Tracker>) -> Self {
         let agent = deliver::agent(tracker.config.outbox.timeout);
-        OutboxWorker(Arc::new(Shared { tracker, agent, in_flight: Mutex::new(HashSet::new()) }))
+        OutboxWorker(Arc::new(Shared {
+            tracker,
+            agent,
+            in_flight: Mutex::new(HashSet::new()),
+        }))
     }
 }
 
 impl Shared {
     /// What to record after `attempt` of entry `row` (attempts so far: `row.attempts`).
-    fn decide(&self, row: &OutboxRow, attempt: &Attempt, now_ms: u64) -> (DeliveryResult, &'static str) {
+    fn decide(
+        &self,
+        row: &OutboxRow,
+        attempt: &Attempt,
+        now_ms: u64,
+    ) -> (DeliveryResult, &'static str) {
         let cfg = &self.tracker.config.outbox;
         let attempts_after = row.attempts + 1;
         let base = DeliveryResult {
@@ -60,14 +69,33 @@ impl Shared {
             next_attempt_ms: None,
         };
         if attempt.delivered {
-            return (DeliveryResult { delivered: true, ..base }, "delivered");
+            return (
+                DeliveryResult {
+                    delivered: true,
+                    ..base
+                },
+                "delivered",
+            );
         }
         let too_old = now_ms.saturating_sub(row.created_ms) >= cfg.max_age.as_millis() as u64;
         if !attempt.retryable || attempts_after >= cfg.max_attempts || too_old {
-            return (base, if attempt.retryable { "dead_exhausted" } else { "dead_refused" });
+            return (
+                base,
+                if attempt.retryable {
+                    "dead_exhausted"
+                } else {
+                    "dead_refused"
+                },
+            );
         }
         let delay = cfg.backoff.delay(row.attempts, rand::rng().random::<f64>());
-        (DeliveryResult { next_attempt_ms: Some(now_ms + delay.as_millis() as u64), ..base }, "retry")
+        (
+            DeliveryResult {
+                next_attempt_ms: Some(now_ms + delay.as_millis() as u64),
+                ..base
+            },
+            "retry",
+        )
     }
 
     async fn deliver_one(self: Arc<Self>, row: OutboxRow) {
@@ -78,18 +106,35 @@ impl Shared {
             .await
             .unwrap_or_else(|e| Attempt::failed(format!("delivery task failed: {e}")));
         let metrics = &self.tracker.metrics;
-        metrics.delivery_seconds.with_label_values(&[&row.source_id]).observe(started.elapsed().as_secs_f64());
+        metrics
+            .delivery_seconds
+            .with_label_values(&[&row.source_id])
+            .observe(started.elapsed().as_secs_f64());
         let now = Tracker::now_ms();
         let (result, outcome) = self.decide(&row, &attempt, now);
-        metrics.deliveries.with_label_values(&[&row.source_id, outcome]).inc();
+        metrics
+            .deliveries
+            .with_label_values(&[&row.source_id, outcome])
+            .inc();
         match outcome {
-            "delivered" => tracing::info!(outbox_id = row.id, conversion_id = row.conversion_id, source = %row.source_id, status = attempt.status, "relay delivered"),
-            "retry" => tracing::warn!(outbox_id = row.id, source = %row.source_id, attempt = row.attempts + 1, status = attempt.status, error = attempt.error.as_deref().unwrap_or(""), "relay failed; will retry"),
-            _ => tracing::error!(outbox_id = row.id, source = %row.source_id, attempts = row.attempts + 1, status = attempt.status, error = attempt.error.as_deref().unwrap_or(""), "relay dead-lettered"),
+            "delivered" => {
+                tracing::info!(outbox_id = row.id, conversion_id = row.conversion_id, source = %row.source_id, status = attempt.status, "relay delivered")
+            }
+            "retry" => {
+                tracing::warn!(outbox_id = row.id, source = %row.source_id, attempt = row.attempts + 1, status = attempt.status, error = attempt.error.as_deref().unwrap_or(""), "relay failed; will retry")
+            }
+            _ => {
+                tracing::error!(outbox_id = row.id, source = %row.source_id, attempts = row.attempts + 1, status = attempt.status, error = attempt.error.as_deref().unwrap_or(""), "relay dead-lettered")
+            }
         }
         // Record before releasing the claim, so the next poll cannot pick it up again.
         let mut backoff = Duration::from_millis(100);
-        while let Err(e) = self.tracker.store.write(vec![WriteOp::Delivery(result.clone())]).await {
+        while let Err(e) = self
+            .tracker
+            .store
+            .write(vec![WriteOp::Delivery(result.clone())])
+            .await
+        {
             tracing::error!(outbox_id = row.id, error = %e, "cannot record the delivery result; retrying");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -122,7 +167,12 @@ impl BackgroundService for OutboxWorker {
             let due = if free == 0 {
                 Vec::new()
             } else {
-                match this.tracker.store.due_outbox(Tracker::now_ms(), free, &claimed).await {
+                match this
+                    .tracker
+                    .store
+                    .due_outbox(Tracker::now_ms(), free, &claimed)
+                    .await
+                {
                     Ok(rows) => rows,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read the outbox");
@@ -134,7 +184,9 @@ impl BackgroundService for OutboxWorker {
                 if !this.in_flight.lock().insert(row.id) {
                     continue;
                 }
-                let Ok(permit) = permits.clone().acquire_owned().await else { return };
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
                 let worker = this.clone();
                 tokio::spawn(async move {
                     worker.deliver_one(row).await;

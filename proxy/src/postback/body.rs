@@ -49,7 +49,9 @@ pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<Vec<(String, St
     let looks_json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     match mime.as_str() {
         "application/json" | "text/json" => json_pairs(body),
-        "application/x-www-form-urlencoded" | "text/plain" => Ok(parse_query(&String::from_utf8_lossy(body))),
+        "application/x-www-form-urlencoded" | "text/plain" => {
+            Ok(parse_query(&String::from_utf8_lossy(body)))
+        }
         "" if looks_json => json_pairs(body),
         "" => Ok(parse_query(&String::from_utf8_lossy(body))),
         other => Err(BodyError::UnsupportedType(other.chars().take(64).collect())),
@@ -57,8 +59,8 @@ pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<Vec<(String, St
 }
 
 fn json_pairs(body: &[u8]) -> Result<Vec<(String, String)>, BodyError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| BodyError::BadJson(e.to_string().chars().take(120).collect()))?;
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| BodyError::BadJson(e.to_string().chars().take(120).collect()))?;
     let serde_json::Value::Object(map) = value else {
         return Err(BodyError::JsonNotObject);
     };
@@ -82,17 +84,51 @@ mod tests {
 
     #[test]
     fn form_json_and_empty() {
-        assert_eq!(decode(Some("application/x-www-form-urlencoded"), b"cid=a&payout=1.5").unwrap().len(), 2);
-        let j = decode(Some("application/json; charset=utf-8"), br#"{"cid":"a","payout":1.5,"ok":true,"n":null,"x":{}}"#).unwrap();
-        assert_eq!(j, vec![("cid".into(), "a".into()), ("ok".into(), "true".into()), ("payout".into(), "1.5".into())]);
+        assert_eq!(
+            decode(
+                Some("application/x-www-form-urlencoded"),
+                b"cid=a&payout=1.5"
+            )
+            .unwrap()
+            .len(),
+            2
+        );
+        let j = decode(
+            Some("application/json; charset=utf-8"),
+            br#"{"cid":"a","payout":1.5,"ok":true,"n":null,"x":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            j,
+            vec![
+                ("cid".into(), "a".into()),
+                ("ok".into(), "true".into()),
+                ("payout".into(), "1.5".into())
+            ]
+        );
         assert!(decode(None, b"  ").unwrap().is_empty());
         assert_eq!(decode(None, br#"{"cid":"z"}"#).unwrap()[0].1, "z");
     }
 
     #[test]
     fn refusals() {
-        assert_eq!(decode(Some("application/json"), b"{nope").unwrap_err().reason(), "malformed_body");
-        assert_eq!(decode(Some("application/json"), b"[1]").unwrap_err().reason(), "malformed_body");
-        assert_eq!(decode(Some("application/xml"), b"<a/>").unwrap_err().status(), 415);
+        assert_eq!(
+            decode(Some("application/json"), b"{nope")
+                .unwrap_err()
+                .reason(),
+            "malformed_body"
+        );
+        assert_eq!(
+            decode(Some("application/json"), b"[1]")
+                .unwrap_err()
+                .reason(),
+            "malformed_body"
+        );
+        assert_eq!(
+            decode(Some("application/xml"), b"<a/>")
+                .unwrap_err()
+                .status(),
+            415
+        );
     }
 }

@@ -8,10 +8,15 @@
 
 pub mod body;
 
-use crate::store::{ConversionCandidate, JournalEntry, PostbackCommit, PostbackOutcome, PostbackWrite, StoredClick, Verdict, WriteOp, WriteResult};
+use crate::store::{
+    ConversionCandidate, JournalEntry, PostbackCommit, PostbackOutcome, PostbackWrite, StoredClick,
+    Verdict, WriteOp, WriteResult,
+};
 use crate::tracker::Tracker;
 use clickstamp_plugins::query::parse_query;
-use clickstamp_plugins::{dedup_key, ClickIdError, ParsedPostback, PostbackError, PostbackRequest, RelayConversion};
+use clickstamp_plugins::{
+    dedup_key, ClickIdError, ParsedPostback, PostbackError, PostbackRequest, RelayConversion,
+};
 use serde_json::json;
 use std::net::IpAddr;
 
@@ -64,7 +69,12 @@ pub struct Refusal {
 
 impl Refusal {
     fn new(reason: &'static str, status: u16, message: impl Into<String>) -> Self {
-        Refusal { reason, status, message: message.into(), click_id: None }
+        Refusal {
+            reason,
+            status,
+            message: message.into(),
+            click_id: None,
+        }
     }
 
     fn from_postback_error(e: &PostbackError) -> Self {
@@ -82,7 +92,12 @@ impl Refusal {
 
     fn from_click_id_error(e: ClickIdError, click_id: &str) -> Self {
         let status = if e == ClickIdError::Expired { 410 } else { 400 };
-        Refusal { reason: e.reason(), status, message: e.to_string(), click_id: Some(click_id.chars().take(64).collect()) }
+        Refusal {
+            reason: e.reason(),
+            status,
+            message: e.to_string(),
+            click_id: Some(click_id.chars().take(64).collect()),
+        }
     }
 }
 
@@ -94,8 +109,17 @@ fn network_label(tracker: &Tracker, network: Option<usize>) -> &str {
 impl Tracker {
     /// Handle one postback for the network whose id is `network_segment` (the path
     /// segment as sent).
-    pub async fn ingest_postback(&self, network_segment: &str, raw: RawPostback, arrival: Arrival) -> PostbackReply {
-        let network = self.config.networks.iter().position(|n| n.id == network_segment);
+    pub async fn ingest_postback(
+        &self,
+        network_segment: &str,
+        raw: RawPostback,
+        arrival: Arrival,
+    ) -> PostbackReply {
+        let network = self
+            .config
+            .networks
+            .iter()
+            .position(|n| n.id == network_segment);
         let journal = JournalEntry {
             ts_ms: raw.received_ms,
             network_id: network_segment.chars().take(64).collect(),
@@ -117,7 +141,10 @@ impl Tracker {
             None => Err(Refusal::new(
                 "unknown_network",
                 404,
-                format!("no network is configured with id {:?}: check the postback URL's path", journal.network_id),
+                format!(
+                    "no network is configured with id {:?}: check the postback URL's path",
+                    journal.network_id
+                ),
             )),
             Some(n) => self.decide(n, &raw).await,
         };
@@ -125,7 +152,11 @@ impl Tracker {
         let (verdict, refusal) = match decided {
             Ok(candidate) => (Verdict::Convert(Box::new(candidate)), None),
             Err(r) => (
-                Verdict::Rejected { reason: r.reason, message: r.message.clone(), click_id: r.click_id.clone() },
+                Verdict::Rejected {
+                    reason: r.reason,
+                    message: r.message.clone(),
+                    click_id: r.click_id.clone(),
+                },
                 Some(r),
             ),
         };
@@ -137,17 +168,25 @@ impl Tracker {
         let commit = match self.store.write(vec![write]).await {
             Ok(mut results) => match results.pop() {
                 Some(WriteResult::Postback(c)) => c,
-                _ => return self.store_unavailable(&label, "the store returned no postback result"),
+                _ => {
+                    return self.store_unavailable(&label, "the store returned no postback result")
+                }
             },
             Err(e) => return self.store_unavailable(&label, &e.to_string()),
         };
         if commit.relayed {
             self.outbox_wake.notify_one();
         }
-        self.metrics.postbacks.with_label_values(&[&label, commit.outcome.as_str()]).inc();
+        self.metrics
+            .postbacks
+            .with_label_values(&[&label, commit.outcome.as_str()])
+            .inc();
         match refusal {
             Some(r) => {
-                self.metrics.postback_rejections.with_label_values(&[&label, r.reason]).inc();
+                self.metrics
+                    .postback_rejections
+                    .with_label_values(&[&label, r.reason])
+                    .inc();
                 tracing::info!(network = %label, reason = r.reason, journal_id = commit.journal_id, click_id = r.click_id.as_deref().unwrap_or(""), "postback refused: {}", r.message);
                 PostbackReply {
                     status: r.status,
@@ -160,8 +199,15 @@ impl Tracker {
     }
 
     fn store_unavailable(&self, label: &str, error: &str) -> PostbackReply {
-        tracing::error!(network = label, error, "postback not stored; the network will retry");
-        self.metrics.postbacks.with_label_values(&[label, "store_unavailable"]).inc();
+        tracing::error!(
+            network = label,
+            error,
+            "postback not stored; the network will retry"
+        );
+        self.metrics
+            .postbacks
+            .with_label_values(&[label, "store_unavailable"])
+            .inc();
         PostbackReply {
             status: 503,
             body: json!({ "status": "error", "error": "store_unavailable", "message": "the postback could not be stored; retry later" }),
@@ -169,17 +215,28 @@ impl Tracker {
         }
     }
 
-    fn accepted_reply(&self, label: &str, commit: &PostbackCommit, candidate: Option<&ConversionCandidate>) -> PostbackReply {
+    fn accepted_reply(
+        &self,
+        label: &str,
+        commit: &PostbackCommit,
+        candidate: Option<&ConversionCandidate>,
+    ) -> PostbackReply {
         let Some(c) = candidate else {
             return self.store_unavailable(label, "accepted postback without a candidate");
         };
         match commit.outcome {
             PostbackOutcome::Accepted | PostbackOutcome::StatusChanged => {
                 let status = commit.status.as_deref().unwrap_or(c.status);
-                self.metrics.conversions.with_label_values(&[&c.campaign_id, &c.source_id, status, c.origin]).inc();
+                self.metrics
+                    .conversions
+                    .with_label_values(&[&c.campaign_id, &c.source_id, status, c.origin])
+                    .inc();
                 if commit.outcome == PostbackOutcome::Accepted {
                     if let Some(p) = c.payout.filter(|p| *p > 0.0) {
-                        self.metrics.revenue.with_label_values(&[&c.campaign_id, &c.source_id]).inc_by(p);
+                        self.metrics
+                            .revenue
+                            .with_label_values(&[&c.campaign_id, &c.source_id])
+                            .inc_by(p);
                     }
                 }
             }
@@ -217,8 +274,8 @@ impl Tracker {
             let e = body::BodyError::TooLarge { max };
             return Err(Refusal::new(e.reason(), e.status(), e.to_string()));
         }
-        let body_pairs =
-            body::decode(raw.content_type.as_deref(), &raw.body).map_err(|e| Refusal::new(e.reason(), e.status(), e.to_string()))?;
+        let body_pairs = body::decode(raw.content_type.as_deref(), &raw.body)
+            .map_err(|e| Refusal::new(e.reason(), e.status(), e.to_string()))?;
         let query = parse_query(&raw.raw_query);
         let network = &self.config.networks[n];
         let req = PostbackRequest {
@@ -240,7 +297,9 @@ impl Tracker {
 
     /// Find the click of a conversion and check it is inside its campaign's window.
     pub async fn attribute(&self, click_id_text: &str, at_ms: u64) -> Result<StoredClick, Refusal> {
-        let id = self.verify(click_id_text, at_ms).map_err(|e| Refusal::from_click_id_error(e, click_id_text))?;
+        let id = self
+            .verify(click_id_text, at_ms)
+            .map_err(|e| Refusal::from_click_id_error(e, click_id_text))?;
         let click = match self.store.click(&id).await {
             Ok(Some(c)) => c,
             Ok(None) => {
@@ -257,16 +316,24 @@ impl Tracker {
             return Err(Refusal {
                 reason: "unknown_campaign",
                 status: 404,
-                message: format!("the click belongs to campaign {:?}, which is no longer configured", click.campaign_id),
+                message: format!(
+                    "the click belongs to campaign {:?}, which is no longer configured",
+                    click.campaign_id
+                ),
                 click_id: Some(id.to_hex()),
             });
         };
-        let window = self.config.campaigns[campaign].attribution_window.as_millis() as u64;
+        let window = self.config.campaigns[campaign]
+            .attribution_window
+            .as_millis() as u64;
         if at_ms.saturating_sub(click.ts_ms) > window {
             return Err(Refusal {
                 reason: "expired",
                 status: 410,
-                message: format!("the click is older than campaign {:?}'s attribution window", click.campaign_id),
+                message: format!(
+                    "the click is older than campaign {:?}'s attribution window",
+                    click.campaign_id
+                ),
                 click_id: Some(id.to_hex()),
             });
         }
@@ -275,9 +342,18 @@ impl Tracker {
 
     /// Build the conversion candidate: defaults from the offer, the relay rendered with
     /// the traffic source's template.
-    pub fn candidate(&self, network: Option<usize>, click: &StoredClick, parsed: &ParsedPostback, origin: &'static str, now_ms: u64) -> ConversionCandidate {
+    pub fn candidate(
+        &self,
+        network: Option<usize>,
+        click: &StoredClick,
+        parsed: &ParsedPostback,
+        origin: &'static str,
+        now_ms: u64,
+    ) -> ConversionCandidate {
         let config = &self.config;
-        let campaign = config.campaign_index(&click.campaign_id).expect("attribute() checked the campaign");
+        let campaign = config
+            .campaign_index(&click.campaign_id)
+            .expect("attribute() checked the campaign");
         let campaign_cfg = &config.campaigns[campaign];
         let source = &config.sources[campaign_cfg.source];
         let offer = click
@@ -288,13 +364,22 @@ impl Tracker {
         let offer_cfg = offer.map(|o| &config.offers[o]);
         let event = parsed.event_or_default().to_string();
         let multiple = offer_cfg.is_none_or(|o| o.multiple_conversions);
-        let key_txid = if multiple { parsed.txid.as_deref() } else { None };
+        let key_txid = if multiple {
+            parsed.txid.as_deref()
+        } else {
+            None
+        };
         let key = dedup_key(&click.click_id, &event, key_txid);
-        let status = parsed
-            .status
-            .unwrap_or_else(|| network.map_or(clickstamp_plugins::ConversionStatus::Approved, |n| config.networks[n].default_status));
+        let status = parsed.status.unwrap_or_else(|| {
+            network.map_or(clickstamp_plugins::ConversionStatus::Approved, |n| {
+                config.networks[n].default_status
+            })
+        });
         let payout = parsed.payout.or(offer_cfg.and_then(|o| o.payout));
-        let currency = parsed.currency.clone().or_else(|| offer_cfg.and_then(|o| o.currency.clone()));
+        let currency = parsed
+            .currency
+            .clone()
+            .or_else(|| offer_cfg.and_then(|o| o.currency.clone()));
         let relay_url = source.plugin.postback_template().and_then(|template| {
             let mut conv = RelayConversion::new(click.click_id.clone(), event.clone(), key.clone());
             conv.source_click_id = click.source_click_id.clone();

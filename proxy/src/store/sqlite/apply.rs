@@ -37,8 +37,11 @@ pub(super) fn insert_click(tx: &Transaction<'_>, c: &ClickRecord) -> rusqlite::R
 }
 
 pub(super) fn insert_outbound(tx: &Transaction<'_>, o: &OutboundRecord) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT INTO outbound_clicks (click_id, ts_ms, campaign_id, offer_id) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![o.click_id.to_hex(), o.ts_ms as i64, o.campaign_id, o.offer_id])?;
+    tx.prepare_cached(
+        "INSERT INTO outbound_clicks (click_id, ts_ms, seq, campaign_id, offer_id)
+         VALUES (?1, ?2, (SELECT count(*) FROM outbound_clicks WHERE click_id = ?1 AND ts_ms = ?2), ?3, ?4)",
+    )?
+    .execute(params![o.click_id.to_hex(), o.ts_ms as i64, o.campaign_id, o.offer_id])?;
     Ok(())
 }
 

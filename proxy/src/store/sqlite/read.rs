@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 pub(super) fn click(conn: &Connection, id: &ClickId) -> rusqlite::Result<Option<StoredClick>> {
     conn.prepare_cached(
         "SELECT click_id, ts_ms, campaign_id, source_id, source_click_id, cost,
-            (SELECT offer_id FROM outbound_clicks o WHERE o.click_id = c.click_id ORDER BY o.id DESC LIMIT 1),
+            (SELECT offer_id FROM outbound_clicks o WHERE o.click_id = c.click_id ORDER BY o.ts_ms DESC, o.seq DESC LIMIT 1),
             source_click_param, sub1, sub2, sub3, sub4, sub5
          FROM clicks c WHERE click_id = ?1",
     )?

@@ -15,17 +15,19 @@ CREATE TABLE IF NOT EXISTS clicks (
     referrer        TEXT,
     entry           TEXT NOT NULL          -- landing | direct
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS clicks_by_campaign_time ON clicks (campaign_id, ts_ms);
+-- No secondary index on clicks: the key is time-ordered, so a time range is a key
+-- range, and every index would add pages to each click's commit.
 
--- Visitors sent from /go to an offer.
+-- Visitors sent from /go to an offer. Keyed by click, so "the offer this click went
+-- to" is a key lookup without a second index.
 CREATE TABLE IF NOT EXISTS outbound_clicks (
-    id          INTEGER PRIMARY KEY,
     click_id    TEXT NOT NULL,
     ts_ms       INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,          -- orders outbound clicks of one click within a millisecond
     campaign_id TEXT NOT NULL,
-    offer_id    TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outbound_clicks_by_click ON outbound_clicks (click_id);
+    offer_id    TEXT NOT NULL,
+    PRIMARY KEY (click_id, ts_ms, seq)
+) WITHOUT ROWID;
 
 -- Every inbound postback and pixel hit, accepted or not, as received.
 CREATE TABLE IF NOT EXISTS postback_journal (
