@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS conversions (
     created_ms  INTEGER NOT NULL,
     updated_ms  INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS conversions_by_click ON conversions (click_id);
+CREATE INDEX IF NOT EXISTS conversions_by_click_event ON conversions (click_id, event, origin);
 CREATE INDEX IF NOT EXISTS conversions_by_campaign_time ON conversions (campaign_id, created_ms);
 
 -- Every status a conversion has had.
