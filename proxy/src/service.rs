@@ -38,12 +38,17 @@ struct UpstreamTarget {
 /// clickstamp's main-listener service.
 pub struct MainService {
     tracker: Arc<Tracker>,
+    pixel_limiter: crate::pixel::rate::RateLimiter,
 }
 
 impl MainService {
     /// The service over a shared tracker.
     pub fn new(tracker: Arc<Tracker>) -> Self {
-        MainService { tracker }
+        let per_minute = tracker.config.pixel.rate_limit_per_minute;
+        MainService {
+            tracker,
+            pixel_limiter: crate::pixel::rate::RateLimiter::new(per_minute, 100_000),
+        }
     }
 }
 
@@ -361,6 +366,14 @@ impl ProxyHttp for MainService {
             Route::Go(target) => {
                 ctx.route = label::GO;
                 self.handle_go(session, ctx, &target).await?;
+                Ok(true)
+            }
+            Route::Pixel => {
+                ctx.route = label::PIXEL;
+                let ip = self.visit(session).ip;
+                ctx.outcome =
+                    crate::pixel::serve::serve(session, &self.tracker, &self.pixel_limiter, ip)
+                        .await?;
                 Ok(true)
             }
             Route::Postback(network) => {
