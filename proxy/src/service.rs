@@ -120,7 +120,7 @@ impl MainService {
             .server
             .client_ip_header
             .as_deref()
-            .and_then(|h| header(h))
+            .and_then(&header)
             .and_then(|v| forwarded_client_ip(&v));
         let ip = forwarded.or_else(|| {
             session

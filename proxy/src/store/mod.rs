@@ -41,7 +41,7 @@ pub struct OutboundRecord {
 /// One write. A request's writes travel together and commit in the same transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WriteOp {
-    Click(ClickRecord),
+    Click(Box<ClickRecord>),
     Outbound(OutboundRecord),
     /// Journal an inbound postback and apply its verdict (dedup, status, outbox).
     Postback(Box<PostbackWrite>),

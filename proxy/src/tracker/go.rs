@@ -113,7 +113,7 @@ impl Tracker {
                     let id = self.mint(now);
                     let record = self.click_record(c, visit, id, now, "direct");
                     self.count_click(c, &record);
-                    ops.push(WriteOp::Click(record));
+                    ops.push(WriteOp::Click(Box::new(record)));
                     set_cookie = Some(self.set_cookie(c, &id));
                     (c, id, "direct")
                 }
