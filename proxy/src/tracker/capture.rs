@@ -86,7 +86,9 @@ impl Tracker {
         let click_id = self.mint(now);
         let record = self.click_record(campaign, visit, click_id, now, "landing");
         self.count_click(campaign, &record);
-        self.store.write(vec![WriteOp::Click(Box::new(record))]).await?;
+        self.store
+            .write(vec![WriteOp::Click(Box::new(record))])
+            .await?;
         Ok(LandingClick {
             click_id,
             set_cookie: Some(self.set_cookie(campaign, &click_id)),
