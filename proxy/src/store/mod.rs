@@ -263,6 +263,7 @@ pub struct DeliveryResult {
 pub struct OutboxRow {
     pub id: i64,
     pub conversion_id: i64,
+    pub click_id: String,
     pub source_id: String,
     pub kind: String,
     pub url: String,

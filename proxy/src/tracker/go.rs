@@ -145,6 +145,7 @@ impl Tracker {
             offer_id: offer_cfg.id.clone(),
         }));
         self.store.write(ops).await?;
+        tracing::debug!(click_id = %click_id, campaign = %campaign_id, offer = %offer_cfg.id, how, "outbound click");
         self.metrics
             .outbound_clicks
             .with_label_values(&[campaign_id, &offer_cfg.id])

@@ -87,6 +87,7 @@ CREATE INDEX IF NOT EXISTS history_by_conversion ON conversion_history (conversi
 CREATE TABLE IF NOT EXISTS outbox (
     id              INTEGER PRIMARY KEY,
     conversion_id   INTEGER NOT NULL,
+    click_id        TEXT NOT NULL,         -- joins logs of the click, its postbacks and this relay
     source_id       TEXT NOT NULL,
     kind            TEXT NOT NULL,         -- conversion | status
     url             TEXT NOT NULL,
