@@ -376,6 +376,11 @@ impl ProxyHttp for MainService {
                         .await?;
                 Ok(true)
             }
+            Route::Sdk(file) => {
+                ctx.route = label::SDK;
+                ctx.outcome = crate::pixel::serve::serve_sdk(session, &file).await?;
+                Ok(true)
+            }
             Route::Postback(network) => {
                 ctx.route = label::POSTBACK;
                 self.handle_postback(session, ctx, &network).await?;

@@ -8,6 +8,7 @@
 //! validates, rate-limits and builds the candidate.
 
 pub mod rate;
+pub mod sdk;
 pub mod serve;
 
 use crate::postback::Refusal;
@@ -35,7 +36,21 @@ pub struct PixelHit {
     pub body: Vec<u8>,
     pub content_type: Option<String>,
     pub remote_ip: Option<String>,
+    /// The `Cookie` header: a same-site image pixel without `cid=` falls back to the
+    /// visitor's click cookie.
+    pub cookies: String,
     pub received_ms: u64,
+}
+
+/// The newest click ID among the visitor's click cookies (`<prefix><campaign>`). IDs
+/// are time-ordered, so the largest is the latest click.
+fn click_from_cookies(cookies: &str, prefix: &str) -> Option<String> {
+    cookies
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, value)| name.trim().starts_with(prefix) && value.len() == 32)
+        .map(|(_, value)| value.trim().to_ascii_lowercase())
+        .max()
 }
 
 /// The answer to a pixel hit.
@@ -64,7 +79,7 @@ fn valid_event(e: &str) -> bool {
 
 /// Parse a beacon: a JSON object body (as the SDK sends, typed `text/plain` to avoid a
 /// CORS preflight) or the query string (image pixel).
-fn parse_beacon(hit: &PixelHit) -> Result<Beacon, Refusal> {
+fn parse_beacon(hit: &PixelHit, cookie_prefix: &str) -> Result<Beacon, Refusal> {
     let bad = |message: &str| Refusal {
         reason: "malformed_beacon",
         status: 400,
@@ -93,7 +108,9 @@ fn parse_beacon(hit: &PixelHit) -> Result<Beacon, Refusal> {
             .filter(|v| !v.is_empty())
             .map(str::to_owned)
     };
-    let cid = get("cid").ok_or_else(|| bad("no click id: send cid=<click id>"))?;
+    let cid = get("cid")
+        .or_else(|| click_from_cookies(&hit.cookies, cookie_prefix))
+        .ok_or_else(|| bad("no click id: send cid=<click id> (or call from a page that has the click cookie)"))?;
     let event = get("event");
     if let Some(e) = &event {
         if !valid_event(e) {
@@ -145,7 +162,7 @@ impl Tracker {
             origin: "pixel",
             replay_of: None,
         };
-        let decided = match parse_beacon(&hit) {
+        let decided = match parse_beacon(&hit, &self.config.server.cookie_prefix) {
             Err(r) => Err(r),
             Ok(beacon) => match self.attribute(&beacon.cid, hit.received_ms).await {
                 Err(r) => Err(r),
@@ -268,9 +285,20 @@ mod tests {
         }
     }
 
+    fn parse_beacon_t(h: &PixelHit) -> Result<Beacon, Refusal> {
+        parse_beacon(h, "cs_")
+    }
+
+    #[test]
+    fn cookie_fallback_takes_the_newest_click() {
+        let mut h = hit("event=lead", "");
+        h.cookies = "a=1; cs_old=01a20ab40ea37c84bb258336aa4cf91a; cs_new=01a20ab41b8c722bbd8af9c9c66bbced".into();
+        assert_eq!(parse_beacon_t(&h).unwrap().cid, "01a20ab41b8c722bbd8af9c9c66bbced");
+    }
+
     #[test]
     fn beacons_from_json_and_query() {
-        let b = parse_beacon(&hit(
+        let b = parse_beacon_t(&hit(
             "",
             r#"{"cid":"abc","event":"purchase","value":12.5,"currency":"usd","txid":"T"}"#,
         ))
@@ -279,7 +307,7 @@ mod tests {
             (b.cid.as_str(), b.value, b.currency.as_deref()),
             ("abc", Some(12.5), Some("USD"))
         );
-        let q = parse_beacon(&hit("cid=abc&event=lead", "")).unwrap();
+        let q = parse_beacon(&hit("cid=abc&event=lead", ""), "cs_").unwrap();
         assert_eq!(q.event.as_deref(), Some("lead"));
     }
 
@@ -294,7 +322,7 @@ mod tests {
             ("cid=a&event=no%20spaces", ""),
         ] {
             assert_eq!(
-                parse_beacon(&hit(q, b)).unwrap_err().reason,
+                parse_beacon(&hit(q, b), "cs_").unwrap_err().reason,
                 "malformed_beacon",
                 "{q} {b}"
             );

@@ -110,6 +110,7 @@ pub async fn serve(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
         remote_ip: client_ip,
+        cookies: req.headers.get_all("cookie").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join("; "),
         received_ms: now,
     };
     let reply = tracker.ingest_pixel(hit).await;
@@ -133,4 +134,38 @@ pub async fn serve(
         .await?;
     }
     Ok(reply.outcome)
+}
+
+/// Serve an embedded SDK file: cacheable for five minutes, revalidated by ETag (the
+/// loader, its glue and the .wasm must match, so they are never cached for long), and
+/// readable cross-origin (thank-you pages on other sites fetch the .wasm).
+pub async fn serve_sdk(session: &mut Session, name: &str) -> Result<&'static str> {
+    let Some(file) = super::sdk::file(name) else {
+        send(session, 404, vec![("Content-Type", "text/plain; charset=utf-8".into())], Bytes::from_static(b"not found\n")).await?;
+        return Ok("not_found");
+    };
+    let base = vec![
+        ("ETag", file.etag.clone()),
+        ("Cache-Control", "public, max-age=300, must-revalidate".to_string()),
+        ("Access-Control-Allow-Origin", "*".to_string()),
+        ("X-Content-Type-Options", "nosniff".to_string()),
+    ];
+    let matches = session
+        .req_header()
+        .headers
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| crate::landers::etag_matches(v, &file.etag));
+    if matches {
+        let mut resp = pingora::http::ResponseHeader::build(304, Some(base.len()))?;
+        for (k, v) in &base {
+            resp.insert_header(*k, v.as_str())?;
+        }
+        session.write_response_header(Box::new(resp), true).await?;
+        return Ok("not_modified");
+    }
+    let mut headers = base;
+    headers.push(("Content-Type", file.content_type.to_string()));
+    send(session, 200, headers, Bytes::from_static(file.body)).await?;
+    Ok("served")
 }
