@@ -5,3 +5,4 @@ mod config_errors;
 mod foundation;
 mod pixel;
 mod postbacks;
+mod sdk_browser;

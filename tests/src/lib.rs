@@ -2,6 +2,7 @@
 //! binary on free loopback ports with a config written to a fresh directory, and talks
 //! to it over real HTTP.
 
+pub mod browser;
 pub mod fake_source;
 pub mod http;
 pub mod instance;

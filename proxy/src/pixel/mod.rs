@@ -110,7 +110,9 @@ fn parse_beacon(hit: &PixelHit, cookie_prefix: &str) -> Result<Beacon, Refusal> 
     };
     let cid = get("cid")
         .or_else(|| click_from_cookies(&hit.cookies, cookie_prefix))
-        .ok_or_else(|| bad("no click id: send cid=<click id> (or call from a page that has the click cookie)"))?;
+        .ok_or_else(|| {
+            bad("no click id: send cid=<click id> (or call from a page that has the click cookie)")
+        })?;
     let event = get("event");
     if let Some(e) = &event {
         if !valid_event(e) {
@@ -292,8 +294,13 @@ mod tests {
     #[test]
     fn cookie_fallback_takes_the_newest_click() {
         let mut h = hit("event=lead", "");
-        h.cookies = "a=1; cs_old=01a20ab40ea37c84bb258336aa4cf91a; cs_new=01a20ab41b8c722bbd8af9c9c66bbced".into();
-        assert_eq!(parse_beacon_t(&h).unwrap().cid, "01a20ab41b8c722bbd8af9c9c66bbced");
+        h.cookies =
+            "a=1; cs_old=01a20ab40ea37c84bb258336aa4cf91a; cs_new=01a20ab41b8c722bbd8af9c9c66bbced"
+                .into();
+        assert_eq!(
+            parse_beacon_t(&h).unwrap().cid,
+            "01a20ab41b8c722bbd8af9c9c66bbced"
+        );
     }
 
     #[test]

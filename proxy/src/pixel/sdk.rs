@@ -15,10 +15,26 @@ pub struct SdkFile {
 }
 
 const FILES: &[(&str, &[u8], &str)] = &[
-    ("clickstamp.min.js", include_bytes!("../../../pixel-sdk/dist/clickstamp.min.js"), "text/javascript; charset=utf-8"),
-    ("clickstamp.js", include_bytes!("../../../pixel-sdk/dist/clickstamp.js"), "text/javascript; charset=utf-8"),
-    ("clickstamp_pixel.js", include_bytes!("../../../pixel-sdk/dist/clickstamp_pixel.js"), "text/javascript; charset=utf-8"),
-    ("clickstamp_pixel_bg.wasm", include_bytes!("../../../pixel-sdk/dist/clickstamp_pixel_bg.wasm"), "application/wasm"),
+    (
+        "clickstamp.min.js",
+        include_bytes!("../../../pixel-sdk/dist/clickstamp.min.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "clickstamp.js",
+        include_bytes!("../../../pixel-sdk/dist/clickstamp.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "clickstamp_pixel.js",
+        include_bytes!("../../../pixel-sdk/dist/clickstamp_pixel.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "clickstamp_pixel_bg.wasm",
+        include_bytes!("../../../pixel-sdk/dist/clickstamp_pixel_bg.wasm"),
+        "application/wasm",
+    ),
 ];
 
 fn files() -> &'static [SdkFile] {
@@ -29,7 +45,12 @@ fn files() -> &'static [SdkFile] {
             .map(|(name, body, content_type)| {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 body.hash(&mut h);
-                SdkFile { name, body, content_type, etag: format!("\"{:016x}-{:x}\"", h.finish(), body.len()) }
+                SdkFile {
+                    name,
+                    body,
+                    content_type,
+                    etag: format!("\"{:016x}-{:x}\"", h.finish(), body.len()),
+                }
             })
             .collect()
     })

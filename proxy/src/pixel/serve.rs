@@ -110,7 +110,13 @@ pub async fn serve(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
         remote_ip: client_ip,
-        cookies: req.headers.get_all("cookie").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join("; "),
+        cookies: req
+            .headers
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join("; "),
         received_ms: now,
     };
     let reply = tracker.ingest_pixel(hit).await;
@@ -141,12 +147,21 @@ pub async fn serve(
 /// readable cross-origin (thank-you pages on other sites fetch the .wasm).
 pub async fn serve_sdk(session: &mut Session, name: &str) -> Result<&'static str> {
     let Some(file) = super::sdk::file(name) else {
-        send(session, 404, vec![("Content-Type", "text/plain; charset=utf-8".into())], Bytes::from_static(b"not found\n")).await?;
+        send(
+            session,
+            404,
+            vec![("Content-Type", "text/plain; charset=utf-8".into())],
+            Bytes::from_static(b"not found\n"),
+        )
+        .await?;
         return Ok("not_found");
     };
     let base = vec![
         ("ETag", file.etag.clone()),
-        ("Cache-Control", "public, max-age=300, must-revalidate".to_string()),
+        (
+            "Cache-Control",
+            "public, max-age=300, must-revalidate".to_string(),
+        ),
         ("Access-Control-Allow-Origin", "*".to_string()),
         ("X-Content-Type-Options", "nosniff".to_string()),
     ];
