@@ -244,6 +244,8 @@ pub struct Offer {
     /// Whether one click may convert several times for the same event (rebills,
     /// upsells) when each postback carries its own txid.
     pub multiple_conversions: bool,
+    /// Extra patterns whose links count as this offer's (`offers[].match`).
+    pub match_urls: Vec<String>,
 }
 
 /// Where a campaign's landing pages come from.
@@ -278,4 +280,6 @@ pub struct Campaign {
     pub cost: Option<f64>,
     /// Whether `/go` may mint a click for a visitor who never saw the landing page.
     pub direct_linking: bool,
+    /// How its HTML pages are rewritten (`campaigns[].rewrite`).
+    pub rewrite: crate::rewrite::RewriteSettings,
 }

@@ -738,6 +738,7 @@ fn offers(raw: &[RawOffer], networks: &[NetworkConfig], p: &mut Problems) -> Vec
                     payout: o.payout,
                     currency,
                     multiple_conversions: o.multiple_conversions.unwrap_or(true),
+                    match_urls: offer_match_urls(i, &o.match_urls, p),
                 })
             }
             None => p.add(
@@ -948,6 +949,7 @@ fn campaigns(
             }
         }
         let origin = origin(i, &c.origin, base_dir, p);
+        let rewrite = rewrite_settings(i, &c.rewrite, p);
         if let (Some(source), Some(origin)) = (source, origin) {
             out.push(Campaign {
                 id: c.id.clone(),
@@ -959,10 +961,78 @@ fn campaigns(
                 attribution_window,
                 cost: c.cost,
                 direct_linking: c.direct_linking.unwrap_or(true),
+                rewrite,
             });
         }
     }
     out
+}
+
+fn offer_match_urls(i: usize, raw: &[String], p: &mut Problems) -> Vec<String> {
+    for (j, m) in raw.iter().enumerate() {
+        if let Err(e) = crate::rewrite::links::OfferPattern::parse(m) {
+            p.add(
+                format!("offers[{i}].match[{j}]"),
+                e.to_string(),
+                "write a host and path prefix like \"go.network.example/offer\" or a full offer URL",
+            );
+        }
+    }
+    raw.to_vec()
+}
+
+fn rewrite_settings(
+    i: usize,
+    raw: &RawRewrite,
+    p: &mut Problems,
+) -> crate::rewrite::RewriteSettings {
+    use crate::rewrite::{LinkMode, RewriteSettings};
+    let d = RewriteSettings::default();
+    let links = match raw.links.as_deref() {
+        None | Some("stamp") => LinkMode::Stamp,
+        Some("go") => LinkMode::Go,
+        Some(other) => {
+            p.add(
+                format!("campaigns[{i}].rewrite.links"),
+                format!("unknown link mode {other:?}"),
+                "use \"stamp\" (stamp the click ID into offer links) or \"go\" (send them through /go/{offer})",
+            );
+            LinkMode::Stamp
+        }
+    };
+    let sdk_src = raw.sdk_src.clone().unwrap_or(d.sdk_src);
+    if sdk_src.is_empty() || sdk_src.contains(['"', '<', '>', ' ', '\n']) {
+        p.add(
+            format!("campaigns[{i}].rewrite.sdk_src"),
+            format!("{sdk_src:?} is not a usable script URL"),
+            "write a path or URL without quotes, spaces or angle brackets, e.g. \"/sdk/clickstamp.js\"",
+        );
+    }
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(d.max_body_bytes);
+    if max_body_bytes == 0 || max_body_bytes > 256 << 20 {
+        p.add(
+            format!("campaigns[{i}].rewrite.max_body_bytes"),
+            format!("{max_body_bytes} bytes"),
+            "use 1 byte to 256 MiB (2097152 suits landing pages; larger pages pass through untouched)",
+        );
+    }
+    let max_memory_bytes = raw.max_memory_bytes.unwrap_or(d.max_memory_bytes);
+    if !(4096..=64 << 20).contains(&max_memory_bytes) {
+        p.add(
+            format!("campaigns[{i}].rewrite.max_memory_bytes"),
+            format!("{max_memory_bytes} bytes"),
+            "use 4096 bytes to 64 MiB (262144 is plenty: only one tag at a time is buffered)",
+        );
+    }
+    RewriteSettings {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        links,
+        inject_sdk: raw.inject_sdk.unwrap_or(d.inject_sdk),
+        sdk_src,
+        max_body_bytes,
+        max_memory_bytes,
+        recompress: raw.recompress.unwrap_or(d.recompress),
+    }
 }
 
 #[cfg(test)]
