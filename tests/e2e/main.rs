@@ -3,4 +3,5 @@
 
 mod config_errors;
 mod foundation;
+mod landing;
 mod postbacks;

@@ -254,7 +254,14 @@ pub enum Origin {
     /// An HTTP upstream.
     Upstream {
         addr: SocketAddr,
+        /// Connect with TLS (an `https://` upstream).
+        tls: bool,
+        /// Verify the upstream's certificate and hostname (`origin.verify_tls`).
+        verify_tls: bool,
+        /// The `Host` header sent upstream (`host[:port]` as written in the URL).
         host_header: String,
+        /// The TLS server name (the URL's host, without port).
+        sni: String,
         /// Path prefix on the upstream that the campaign path maps to.
         base_path: String,
     },

@@ -175,4 +175,6 @@ pub struct RawOfferRef {
 pub struct RawOrigin {
     pub upstream: Option<String>,
     pub landers: Option<String>,
+    /// For an https upstream: verify its certificate (default true).
+    pub verify_tls: Option<bool>,
 }

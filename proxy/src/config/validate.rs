@@ -770,26 +770,54 @@ pub(super) fn parse_duration(text: &str) -> Option<Duration> {
 fn origin(i: usize, raw: &RawOrigin, base_dir: &Path, p: &mut Problems) -> Option<Origin> {
     match (&raw.upstream, &raw.landers) {
         (Some(up), None) => {
-            let rest = match up.strip_prefix("http://") {
-                Some(r) => r,
-                None => {
-                    p.add(format!("campaigns[{i}].origin.upstream"), format!("{up:?} is not an http:// URL"), "use http://host:port (TLS to the origin is not supported yet; put the origin on a private network)");
-                    return None;
-                }
+            let lower = up.get(..8).unwrap_or(up).to_ascii_lowercase();
+            let (tls, rest) = if lower.starts_with("https://") {
+                (true, &up[8..])
+            } else if lower.starts_with("http://") {
+                (false, &up[7..])
+            } else {
+                p.add(
+                    format!("campaigns[{i}].origin.upstream"),
+                    format!("{up:?} is not an http:// or https:// URL"),
+                    "write the origin like \"http://10.0.0.5:8080\" or \"https://lp.example.com\"",
+                );
+                return None;
             };
             let (authority, base_path) = match rest.find('/') {
                 Some(j) => (&rest[..j], rest[j..].trim_end_matches('/').to_string()),
                 None => (rest, String::new()),
             };
-            let with_port = if authority.contains(':') {
+            let has_port = authority.rsplit_once(':').is_some_and(|(h, port)| {
+                !h.is_empty() && !h.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit())
+            });
+            let with_port = if has_port {
                 authority.to_string()
             } else {
-                format!("{authority}:80")
+                format!("{authority}:{}", if tls { 443 } else { 80 })
             };
+            let host = if has_port {
+                authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+            } else {
+                authority
+            };
+            let sni = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            if raw.verify_tls.is_some() && !tls {
+                p.add(
+                    format!("campaigns[{i}].origin.verify_tls"),
+                    "verify_tls is set for a plain http:// upstream",
+                    "remove it, or use an https:// upstream",
+                );
+            }
             match with_port.to_socket_addrs().ok().and_then(|mut a| a.next()) {
                 Some(addr) => Some(Origin::Upstream {
                     addr,
+                    tls,
+                    verify_tls: raw.verify_tls.unwrap_or(true),
                     host_header: authority.to_string(),
+                    sni,
                     base_path,
                 }),
                 None => {

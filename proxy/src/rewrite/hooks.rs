@@ -183,8 +183,17 @@ impl LandingHooks {
             resp.append_header("Set-Cookie", cookie)?;
         }
         let campaign = visit.campaign;
-        let (Some(Some(stamper)), Some(click_id)) = (self.stampers.get(campaign), visit.click_id)
-        else {
+        let Some(Some(stamper)) = self.stampers.get(campaign) else {
+            return Ok(None);
+        };
+        let metrics = &self.tracker.metrics;
+        let campaign_id = &self.tracker.config.campaigns[campaign].id;
+        let Some(click_id) = visit.click_id else {
+            // No click to stamp (an asset fetched without the cookie).
+            metrics
+                .html_responses
+                .with_label_values(&[campaign_id, "skipped_no_click"])
+                .inc();
             return Ok(None);
         };
         let settings = &self.tracker.config.campaigns[campaign].rewrite;
@@ -196,8 +205,6 @@ impl LandingHooks {
             &resp.headers,
             settings.max_body_bytes,
         );
-        let metrics = &self.tracker.metrics;
-        let campaign_id = &self.tracker.config.campaigns[campaign].id;
         let plan = match planned {
             Ok(p) => p,
             Err(skip) => {
@@ -274,6 +281,60 @@ impl LandingHooks {
         }
         *body = (!out.is_empty()).then(|| Bytes::from(out));
         Ok(())
+    }
+}
+
+impl LandingHooks {
+    /// Stamp a whole HTML document held in memory (a lander file): `None` when the
+    /// campaign does not rewrite, the type is not HTML or nothing changed. A rewrite
+    /// failure is counted and the original is kept.
+    pub fn rewrite_static(
+        &self,
+        campaign: usize,
+        click_id: &ClickId,
+        content_type: &str,
+        body: &[u8],
+    ) -> Option<Vec<u8>> {
+        let stamper = self.stampers.get(campaign)?.as_ref()?;
+        let settings = &self.tracker.config.campaigns[campaign].rewrite;
+        if !super::charset::is_html(content_type) || body.len() > settings.max_body_bytes {
+            return None;
+        }
+        let plan = super::response::Plan {
+            charset: super::charset::from_content_type(content_type).ok()?,
+            decode: None,
+        };
+        let options = PageOptions {
+            click_id: click_id.to_hex(),
+            sdk_src: settings.inject_sdk.then(|| settings.sdk_src.clone()),
+            max_memory: settings.max_memory_bytes,
+        };
+        let mut rw = BodyRewriter::new(
+            &plan,
+            stamper.clone(),
+            options,
+            settings.max_body_bytes,
+            MAX_DECODED_BYTES,
+        );
+        let out = rw.feed(body, true).ok()?;
+        let campaign_id = &self.tracker.config.campaigns[campaign].id;
+        if rw.take_failure().is_some() {
+            self.tracker
+                .metrics
+                .html_rewrite_failures
+                .with_label_values(&[campaign_id])
+                .inc();
+            return None;
+        }
+        let changed = rw.changed();
+        if changed > 0 {
+            self.tracker
+                .metrics
+                .links_stamped
+                .with_label_values(&[campaign_id])
+                .inc_by(changed as u64);
+        }
+        (out != body).then_some(out)
     }
 }
 
