@@ -242,7 +242,7 @@ pub fn landing_page(click_id: &str) -> (String, String, usize) {
     let mut orig = String::new();
     let mut exp = String::new();
     let mut changed = 0;
-    let mut same = |o: &mut String, e: &mut String, s: &str| {
+    let same = |o: &mut String, e: &mut String, s: &str| {
         o.push_str(s);
         e.push_str(s);
     };
