@@ -4,4 +4,5 @@
 mod config_errors;
 mod foundation;
 mod landing;
+mod pixel;
 mod postbacks;

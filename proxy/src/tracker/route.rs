@@ -16,6 +16,8 @@ pub mod label {
 pub enum Route {
     /// `/go/{target}`: `target` is an offer or campaign id (or garbage, refused later).
     Go(String),
+    /// `/px`: a pixel hit.
+    Pixel,
     /// `/postback/{network}`: the segment as sent (checked against configured ids later).
     Postback(String),
     /// A campaign's landing path; `rest` is the path below the campaign prefix
@@ -29,6 +31,9 @@ pub enum Route {
 pub fn route(config: &Config, host: Option<&str>, path: &str) -> Route {
     if let Some(target) = path.strip_prefix("/go/") {
         return Route::Go(target.to_string());
+    }
+    if path == "/px" {
+        return Route::Pixel;
     }
     if let Some(network) = path.strip_prefix("/postback/") {
         return Route::Postback(network.trim_end_matches('/').to_string());
