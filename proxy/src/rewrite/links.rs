@@ -132,15 +132,22 @@ impl LinkStamper {
     /// click-ID token is never changed; the result keeps `&amp;` escaping when the
     /// input used it; never panics.
     pub fn stamp(&self, url: &str, click_id: &str) -> Option<String> {
+        // Most links on a page are none of ours: decide that without allocating.
+        let may_hold_token = url
+            .bytes()
+            .any(|b| matches!(b, b'{' | b'#' | b'[' | b'$' | b'!' | b'<' | b'%' | b'@'));
+        if !may_hold_token && self.offer_for(url.trim()).is_none() {
+            return None;
+        }
         let escaped_amps = url.contains("&amp;");
-        let plain = if escaped_amps {
-            url.replace("&amp;", "&")
+        let plain: std::borrow::Cow<'_, str> = if escaped_amps {
+            url.replace("&amp;", "&").into()
         } else {
-            url.to_string()
+            url.into()
         };
         let trimmed = plain.trim();
         let offer = self.offer_for(trimmed);
-        let has_token = has_click_token(trimmed);
+        let has_token = may_hold_token && has_click_token(trimmed);
         let out = match (offer, has_token) {
             (Some(o), _) if self.mode == LinkMode::Go => {
                 format!("/go/{}?click={click_id}", o.id)
