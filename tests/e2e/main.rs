@@ -3,6 +3,7 @@
 
 mod config_errors;
 mod foundation;
+mod landing;
 mod pixel;
 mod postbacks;
 mod sdk_browser;

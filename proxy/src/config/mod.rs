@@ -270,6 +270,8 @@ pub struct Offer {
     /// Whether one click may convert several times for the same event (rebills,
     /// upsells) when each postback carries its own txid.
     pub multiple_conversions: bool,
+    /// Extra patterns whose links count as this offer's (`offers[].match`).
+    pub match_urls: Vec<String>,
 }
 
 /// Where a campaign's landing pages come from.
@@ -278,7 +280,14 @@ pub enum Origin {
     /// An HTTP upstream.
     Upstream {
         addr: SocketAddr,
+        /// Connect with TLS (an `https://` upstream).
+        tls: bool,
+        /// Verify the upstream's certificate and hostname (`origin.verify_tls`).
+        verify_tls: bool,
+        /// The `Host` header sent upstream (`host[:port]` as written in the URL).
         host_header: String,
+        /// The TLS server name (the URL's host, without port).
+        sni: String,
         /// Path prefix on the upstream that the campaign path maps to.
         base_path: String,
     },
@@ -304,4 +313,6 @@ pub struct Campaign {
     pub cost: Option<f64>,
     /// Whether `/go` may mint a click for a visitor who never saw the landing page.
     pub direct_linking: bool,
+    /// How its HTML pages are rewritten (`campaigns[].rewrite`).
+    pub rewrite: crate::rewrite::RewriteSettings,
 }
