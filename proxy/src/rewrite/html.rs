@@ -174,6 +174,12 @@ impl HtmlStamper {
         let Some(rw) = self.rewriter.as_mut() else {
             return Err(HtmlError("the rewriter already failed".into()));
         };
+        {
+            // Room for this chunk plus the stamps, so the sink does not regrow the
+            // buffer while lol-html emits it piece by piece.
+            let mut out = self.out.lock();
+            out.reserve(chunk.len() + chunk.len() / 4 + 256);
+        }
         if let Err(e) = rw.write(chunk) {
             self.rewriter = None;
             return Err(HtmlError(e.to_string()));

@@ -132,46 +132,63 @@ impl LinkStamper {
     /// click-ID token is never changed; the result keeps `&amp;` escaping when the
     /// input used it; never panics.
     pub fn stamp(&self, url: &str, click_id: &str) -> Option<String> {
-        // Most links on a page are none of ours: decide that without allocating.
-        let may_hold_token = url
-            .bytes()
-            .any(|b| matches!(b, b'{' | b'#' | b'[' | b'$' | b'!' | b'<' | b'%' | b'@'));
-        if !may_hold_token && self.offer_for(url.trim()).is_none() {
-            return None;
-        }
-        let escaped_amps = url.contains("&amp;");
+        // Most links on a page are none of ours: decide that without allocating. A
+        // click-ID token needs an opening delimiter and a name, and every click-ID
+        // token name holds "id" (any case).
+        let may_hold_token = may_hold_click_token(url.as_bytes());
+        let raw_offer = if may_hold_token {
+            None
+        } else {
+            match self.offer_for(url.trim()) {
+                None => return None,
+                some => some,
+            }
+        };
+        let escaped_amps = contains_escaped_amp(url.as_bytes());
         let plain: std::borrow::Cow<'_, str> = if escaped_amps {
-            url.replace("&amp;", "&").into()
+            unescape_amps(url).into()
         } else {
             url.into()
         };
         let trimmed = plain.trim();
-        let offer = self.offer_for(trimmed);
-        let has_token = may_hold_token && has_click_token(trimmed);
-        let out = match (offer, has_token) {
-            (Some(o), _) if self.mode == LinkMode::Go => {
-                format!("/go/{}?click={click_id}", o.id)
+        // Without `&amp;` the text is unchanged, so the match found above stands.
+        let offer = match raw_offer {
+            Some(o) if !escaped_amps => Some(o),
+            _ => self.offer_for(trimmed),
+        };
+        let out = match offer {
+            Some(o) if self.mode == LinkMode::Go => go_url(&o.id, click_id),
+            _ => {
+                let replaced = if may_hold_token {
+                    replace_click_tokens_if_any(trimmed, click_id)
+                } else {
+                    None
+                };
+                match (replaced, offer) {
+                    (Some(out), _) => out,
+                    (None, Some(o)) => match trimmed.strip_prefix("//") {
+                        // Protocol-relative: stamp as https, then give the scheme back to the page.
+                        Some(rest) => {
+                            let mut abs = String::with_capacity(rest.len() + 8);
+                            abs.push_str("https://");
+                            abs.push_str(rest);
+                            let mut out = o.network.stamp_offer_url(&abs, click_id).ok()?;
+                            if out.len() < "https:".len() || !out.is_char_boundary("https:".len()) {
+                                return None;
+                            }
+                            out.replace_range(.."https:".len(), "");
+                            out
+                        }
+                        None => o.network.stamp_offer_url(trimmed, click_id).ok()?,
+                    },
+                    (None, None) => return None,
+                }
             }
-            (_, true) => replace_click_tokens(trimmed, click_id),
-            (Some(o), false) => match trimmed.strip_prefix("//") {
-                // Protocol-relative: stamp as https, then give the scheme back to the page.
-                Some(rest) => o
-                    .network
-                    .stamp_offer_url(&format!("https://{rest}"), click_id)
-                    .ok()?
-                    .split_off("https:".len()),
-                None => o.network.stamp_offer_url(trimmed, click_id).ok()?,
-            },
-            (None, false) => return None,
         };
         if out == url {
             return None;
         }
-        Some(if escaped_amps {
-            out.replace('&', "&amp;")
-        } else {
-            out
-        })
+        Some(if escaped_amps { escape_amps(&out) } else { out })
     }
 
     /// The most specific offer `url` points at, if any.
@@ -194,10 +211,10 @@ impl LinkStamper {
 
 /// `rest` after `http://`, `https://` or `//`; `None` for relative or other schemes.
 fn strip_scheme(url: &str) -> Option<&str> {
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    if lower.starts_with("https://") {
+    let b = url.as_bytes();
+    if b.len() >= 8 && b[..8].eq_ignore_ascii_case(b"https://") {
         url.get(8..)
-    } else if lower.starts_with("http://") {
+    } else if b.len() >= 7 && b[..7].eq_ignore_ascii_case(b"http://") {
         url.get(7..)
     } else {
         url.strip_prefix("//")
@@ -206,11 +223,89 @@ fn strip_scheme(url: &str) -> Option<&str> {
 
 /// `(authority, path, query)` of a URL with the scheme removed.
 fn split_url(rest: &str) -> (&str, &str, &str) {
-    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (host, tail) = rest.split_at(host_end);
-    let tail = tail.split('#').next().unwrap_or("");
-    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
-    (host, path, query)
+    // All delimiters are ASCII, so every split lands on a char boundary.
+    let b = rest.as_bytes();
+    let host_end = b
+        .iter()
+        .position(|&c| matches!(c, b'/' | b'?' | b'#'))
+        .unwrap_or(b.len());
+    let tail_end = b[host_end..]
+        .iter()
+        .position(|&c| c == b'#')
+        .map_or(b.len(), |i| host_end + i);
+    let host = &rest[..host_end];
+    let tail = &rest[host_end..tail_end];
+    match tail.as_bytes().iter().position(|&c| c == b'?') {
+        Some(q) => (host, &tail[..q], &tail[q + 1..]),
+        None => (host, tail, ""),
+    }
+}
+
+/// `/go/{offer}?click={click id}`.
+fn go_url(offer: &str, click_id: &str) -> String {
+    let mut out = String::with_capacity(offer.len() + click_id.len() + 11);
+    out.push_str("/go/");
+    out.push_str(offer);
+    out.push_str("?click=");
+    out.push_str(click_id);
+    out
+}
+
+/// A cheap necessary condition for [`has_click_token`]: an opening delimiter of some
+/// style, and "id" in any case (every name in [`CLICK_ID_TOKEN_NAMES`] holds it).
+fn may_hold_click_token(b: &[u8]) -> bool {
+    b.iter()
+        .any(|c| matches!(c, b'{' | b'#' | b'[' | b'$' | b'!' | b'<' | b'%' | b'@'))
+        && b.windows(2).any(|w| w.eq_ignore_ascii_case(b"id"))
+}
+
+fn contains_escaped_amp(b: &[u8]) -> bool {
+    b.windows(5).any(|w| w == b"&amp;")
+}
+
+/// `text` with every `&amp;` read as `&` (what `str::replace("&amp;", "&")` gives).
+fn unescape_amps(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("&amp;") {
+        out.push_str(&rest[..i + 1]);
+        rest = &rest[i + 5..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `text` with every `&` written `&amp;`.
+fn escape_amps(text: &str) -> String {
+    let extra = text.bytes().filter(|&b| b == b'&').count() * 4;
+    let mut out = String::with_capacity(text.len() + extra);
+    let mut rest = text;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        out.push_str("&amp;");
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `text` with its click-ID tokens replaced, or `None` when it holds none (one scan).
+fn replace_click_tokens_if_any(text: &str, click_id: &str) -> Option<String> {
+    let tokens = find_tokens(text);
+    if !tokens.iter().any(|t| is_click_token_name(&t.name)) {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + click_id.len());
+    let mut at = 0;
+    for t in &tokens {
+        if is_click_token_name(&t.name) {
+            out.push_str(&text[at..t.start]);
+            out.push_str(click_id);
+            at = t.end;
+        }
+    }
+    out.push_str(&text[at..]);
+    Some(out)
 }
 
 fn is_click_token_name(name: &str) -> bool {
@@ -353,6 +448,36 @@ mod tests {
             format!("/go/b?click={CID}")
         );
         assert_eq!(s.stamp("https://other.example/", CID), None);
+    }
+
+    #[test]
+    fn byte_helpers_agree_with_the_string_methods() {
+        for text in [
+            "",
+            "&",
+            "&amp;",
+            "&amp;amp;",
+            "a&amp;b&c&amp",
+            "x&amp;&amp;y",
+            "é&amp;ü&",
+            "https://h/p?q=1&amp;r=2#f&amp;",
+        ] {
+            assert_eq!(unescape_amps(text), text.replace("&amp;", "&"), "{text}");
+            assert_eq!(escape_amps(text), text.replace('&', "&amp;"), "{text}");
+            assert_eq!(contains_escaped_amp(text.as_bytes()), text.contains("&amp;"));
+        }
+        assert_eq!(strip_scheme("HTTPS://a/b"), Some("a/b"));
+        assert_eq!(strip_scheme("hTTp://a/b"), Some("a/b"));
+        assert_eq!(strip_scheme("http://é"), Some("é"));
+        assert_eq!(strip_scheme("//a"), Some("a"));
+        assert_eq!(strip_scheme("https:/a"), None);
+        assert_eq!(strip_scheme("ftp://a"), None);
+        assert_eq!(split_url("h:1/p/q?x=1#f?g"), ("h:1", "/p/q", "x=1"));
+        assert_eq!(split_url("h#f/x?y"), ("h", "", ""));
+        assert_eq!(split_url("h?a/b"), ("h", "", "a/b"));
+        assert!(may_hold_click_token(b"/x?c={CLICKID}"));
+        assert!(!may_hold_click_token(b"/x?c={other}"));
+        assert!(!may_hold_click_token(b"/x?id=1"));
     }
 
     #[test]

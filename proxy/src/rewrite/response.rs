@@ -164,25 +164,29 @@ impl BodyRewriter {
     /// A rewrite failure is recorded (see [`Self::take_failure`]) and never returned:
     /// the page continues untransformed. Only an undecodable body is an `Err`.
     pub fn feed(&mut self, chunk: &[u8], end: bool) -> Result<Vec<u8>, DecodeError> {
-        let mut plain = match &mut self.decoder {
-            Some(d) => d.write(chunk)?,
-            None => chunk.to_vec(),
-        };
-        if end {
-            if let Some(d) = &mut self.decoder {
-                plain.extend(d.finish()?);
+        // Identity bodies (the common case: the origin was asked for identity) are read
+        // in place; only a decoded body gets its own buffer.
+        let decoded = match &mut self.decoder {
+            Some(d) => {
+                let mut plain = d.write(chunk)?;
+                if end {
+                    plain.extend(d.finish()?);
+                }
+                Some(plain)
             }
-        }
+            None => None,
+        };
+        let plain: &[u8] = decoded.as_deref().unwrap_or(chunk);
         self.seen += plain.len();
         let Some(html) = &mut self.html else {
-            return Ok(plain);
+            return Ok(decoded.unwrap_or_else(|| chunk.to_vec()));
         };
         if self.seen > self.max_body {
             // Past the size limit: keep streaming through the parser (so a tag split
             // across the boundary stays whole) but change nothing more.
             html.freeze();
         }
-        let mut out = match html.write(&plain) {
+        let mut out = match html.write(plain) {
             Ok(out) => out,
             Err(e) => {
                 self.failure = Some(e.to_string());
