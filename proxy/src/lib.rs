@@ -15,4 +15,5 @@ pub mod postback;
 pub mod rewrite;
 pub mod service;
 pub mod store;
+pub mod tls;
 pub mod tracker;

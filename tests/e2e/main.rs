@@ -7,3 +7,4 @@ mod landing;
 mod pixel;
 mod postbacks;
 mod sdk_browser;
+mod tls;

@@ -96,6 +96,28 @@ pub struct Config {
     pub postbacks: PostbackConfig,
     pub outbox: OutboxConfig,
     pub pixel: PixelConfig,
+    /// TLS on the main listener, when configured.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[tls]`: the main listener also answers HTTPS here.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Address of the HTTPS listener (the plain `server.listen` stays).
+    pub listen: SocketAddr,
+    /// Certificates; the first is served when the client's SNI matches none.
+    pub certificates: Vec<Certificate>,
+}
+
+/// `[[tls.certificates]]`
+#[derive(Debug, Clone)]
+pub struct Certificate {
+    /// SNI host names this certificate serves (lowercase).
+    pub hosts: Vec<String>,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// `[pixel]`: browser conversions on `/px`.

@@ -27,6 +27,24 @@ pub struct RawConfig {
     pub outbox: RawOutbox,
     #[serde(default)]
     pub pixel: RawPixel,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub certificates: Vec<RawCertificate>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

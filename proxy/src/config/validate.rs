@@ -54,6 +54,7 @@ pub fn validate(
         );
     }
     let outbox = outbox(&raw.outbox, &mut p);
+    let tls = raw.tls.as_ref().map(|t| tls(t, base_dir, &server, &mut p));
     let pixel = PixelConfig {
         grace_period: duration_field(
             "pixel.grace_period",
@@ -112,7 +113,81 @@ pub fn validate(
         postbacks,
         outbox,
         pixel,
+        tls,
     })
+}
+
+fn tls(raw: &RawTls, base_dir: &Path, server: &ServerConfig, p: &mut Problems) -> TlsConfig {
+    let listen = socket_addr(
+        "tls.listen",
+        raw.listen.as_deref().unwrap_or("127.0.0.1:8443"),
+        p,
+    );
+    if listen == server.listen || listen == server.admin_listen {
+        p.add(
+            "tls.listen",
+            "the HTTPS listener shares an address with another listener",
+            "pick its own port, e.g. 443 or 8443",
+        );
+    }
+    if raw.certificates.is_empty() {
+        p.add(
+            "tls.certificates",
+            "no certificates",
+            "add [[tls.certificates]] with hosts, cert and key",
+        );
+    }
+    let mut certificates = Vec::new();
+    let mut seen_hosts = HashSet::new();
+    for (i, c) in raw.certificates.iter().enumerate() {
+        let mut file = |name: &str, v: &Option<String>| -> Option<PathBuf> {
+            match v {
+                None => {
+                    p.add(
+                        format!("tls.certificates[{i}].{name}"),
+                        "missing",
+                        format!("set {name} to a PEM file path"),
+                    );
+                    None
+                }
+                Some(f) => {
+                    let path = base_dir.join(f);
+                    if !path.is_file() {
+                        p.add(format!("tls.certificates[{i}].{name}"), format!("{} does not exist", path.display()), "point it at a readable PEM file (relative paths start at the config file's directory)");
+                    }
+                    Some(path)
+                }
+            }
+        };
+        let (cert, key) = (file("cert", &c.cert), file("key", &c.key));
+        if c.hosts.is_empty() {
+            p.add(
+                format!("tls.certificates[{i}].hosts"),
+                "no host names",
+                "list the SNI names this certificate serves, e.g. [\"lp.example.com\"]",
+            );
+        }
+        for h in &c.hosts {
+            if !seen_hosts.insert(h.to_ascii_lowercase()) {
+                p.add(
+                    format!("tls.certificates[{i}].hosts"),
+                    format!("{h} is served by another certificate too"),
+                    "list each host under one certificate",
+                );
+            }
+        }
+        if let (Some(cert), Some(key)) = (cert, key) {
+            certificates.push(Certificate {
+                hosts: c.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                cert,
+                key,
+            });
+        }
+    }
+    TlsConfig {
+        listen,
+        certificates,
+    }
 }
 
 fn outbox(raw: &RawOutbox, p: &mut Problems) -> OutboxConfig {
