@@ -11,6 +11,7 @@ pub mod landers;
 pub mod metrics;
 pub mod outbox;
 pub mod postback;
+pub mod report;
 pub mod service;
 pub mod store;
 pub mod tracker;
