@@ -1,26 +1,29 @@
-//! The SQL behind a report: one grouped scan of the clicks in range, one grouped pass
-//! over their counted conversions, merged by group key.
+//! Reading a report out of the store: one ordered pass over the clicks in range, one
+//! over their counted conversions, aggregated in memory by group key.
 //!
 //! The clicks table has no secondary index, on purpose (every index would add pages
-//! to each click's commit). It does not need one here: its key is a UUIDv7 in lowercase
-//! hex whose first 12 characters are the click's Unix millisecond timestamp, so a time
-//! range *is* a key range, scanned in key order. Conversions are reached through the
-//! existing `conversions_by_click` index with the same key range, and a click's offer
-//! through the `outbound_clicks` primary key. So the report adds no index, and nothing
-//! to the click path.
+//! to each click's commit). It needs none here: its key is a UUIDv7 in lowercase hex
+//! whose first 12 characters are the click's Unix millisecond timestamp, so a time
+//! range *is* a key range, read in key order. A click's `/go` offer comes from
+//! `outbound_clicks`, whose primary key starts with the click id, walked in the same
+//! order beside the clicks (a merge join: no per-click lookup). Conversions are reached
+//! through the existing `conversions_by_click` index over the same key range. So the
+//! report adds no index and nothing to the click path.
+//!
+//! Grouping happens here rather than in SQL because unique visitors need a distinct
+//! count per group, which SQLite does with a temporary B-tree per query (seconds on a
+//! million clicks); a hash set does it in one pass.
 
-use super::params::{Dimension, ReportParams, DAY_MS};
+use super::params::{format_date, Dimension, ReportParams, DAY_MS};
 use super::{Catalog, Figures, ReportRow};
-use rusqlite::types::Value;
+use rusqlite::types::ValueRef;
 use rusqlite::Connection;
-use std::collections::BTreeMap;
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 /// Statuses counted as conversions: the network has not (yet) taken them back.
 pub const COUNTED_STATUSES: [&str; 2] = ["approved", "pending"];
-
-/// Money columns are summed as integer micro-units (1e-6 of the account currency):
-/// each stored amount is rounded to the nearest micro once, and integer sums are exact.
-const MICROS: &str = "1000000";
 
 /// The click-key range `[lo, hi)` for a time range: the key's first 12 hex characters
 /// are its millisecond timestamp, and every key is longer than the 12-character bound,
@@ -35,76 +38,179 @@ pub fn key_range(from_ms: Option<i64>, to_ms: Option<i64>) -> (String, String) {
     )
 }
 
-/// Config-derived lookup tables, as CTEs with bound parameters.
-fn catalog_ctes(catalog: &Catalog, args: &mut Vec<Value>) -> String {
-    let mut table = |name: &str, cols: &str, pairs: &[(String, String)]| {
-        let mut sql = format!("{name}({cols}) AS (SELECT NULL, NULL WHERE 0");
-        for (a, b) in pairs {
-            sql.push_str(" UNION ALL SELECT ?, ?");
-            args.push(Value::Text(a.clone()));
-            args.push(Value::Text(b.clone()));
-        }
-        sql.push(')');
-        sql
-    };
-    let sole = table("sole_offer", "campaign_id, offer_id", &catalog.sole_offers);
-    let nets = table(
-        "offer_network",
-        "offer_id, network_id",
-        &catalog.offer_networks,
-    );
-    format!("{sole}, {nets}")
-}
-
-/// The offer a click went to: its latest `/go`, else its campaign's only offer.
-const CLICK_OFFER: &str = "COALESCE(
-    (SELECT o.offer_id FROM outbound_clicks o WHERE o.click_id = c.click_id ORDER BY o.ts_ms DESC, o.seq DESC LIMIT 1),
-    (SELECT s.offer_id FROM sole_offer s WHERE s.campaign_id = c.campaign_id))";
-
-fn needs_offer(group_by: &[Dimension]) -> bool {
-    group_by
-        .iter()
-        .any(|d| matches!(d, Dimension::Offer | Dimension::Network))
-}
-
-/// The SQL expression of a dimension over the inner row set `r`, which has the click's
-/// columns plus `offer_id` and `conv_network` (NULL for clicks).
-fn key_expr(d: Dimension, offset_ms: i64) -> String {
-    match d {
-        Dimension::Campaign => "r.campaign_id".into(),
-        Dimension::Source => "r.source_id".into(),
-        Dimension::Sub(n) => format!("r.sub{n}"),
-        // Integer days since the epoch in the offset; rendered as a date in Rust.
-        Dimension::Day => format!("((r.ts_ms + ({offset_ms})) / {DAY_MS})"),
-        Dimension::Offer => "r.offer_id".into(),
-        Dimension::Network => "COALESCE(r.conv_network, (SELECT n.network_id FROM offer_network n WHERE n.offer_id = r.offer_id))".into(),
+/// A stored amount in integer micro-units, rounded once (half away from zero, as
+/// SQLite's `round`).
+fn micros(v: ValueRef<'_>) -> i64 {
+    match v {
+        ValueRef::Real(f) => (f * 1e6).round() as i64,
+        ValueRef::Integer(i) => i.saturating_mul(1_000_000),
+        _ => 0,
     }
 }
 
-type Groups = BTreeMap<Vec<Option<String>>, Figures>;
-
-fn read_keys(
-    row: &rusqlite::Row<'_>,
-    group_by: &[Dimension],
-) -> rusqlite::Result<Vec<Option<String>>> {
-    group_by
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            Ok(match row.get::<_, Value>(i)? {
-                Value::Null => None,
-                Value::Integer(n) if *d == Dimension::Day => Some(super::params::format_date(n)),
-                Value::Integer(n) => Some(n.to_string()),
-                Value::Real(f) => Some(f.to_string()),
-                Value::Text(s) => Some(s),
-                Value::Blob(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-            })
-        })
-        .collect()
+fn text(v: ValueRef<'_>) -> Option<&str> {
+    match v {
+        ValueRef::Text(t) => std::str::from_utf8(t).ok(),
+        _ => None,
+    }
 }
 
-/// Run the report's queries on `conn` (a read-only connection inside one read
-/// transaction, so clicks and conversions come from the same snapshot).
+/// The columns of one click (or of a conversion's click) that keys are made of.
+#[derive(Default)]
+struct Attrs<'a> {
+    ts_ms: i64,
+    campaign: Option<&'a str>,
+    source: Option<&'a str>,
+    subs: [Option<&'a str>; 5],
+    /// The recorded offer (a conversion's, or the click's latest `/go`).
+    offer: Option<&'a str>,
+    /// The recorded network (a conversion's); clicks have none.
+    network: Option<&'a str>,
+}
+
+/// Builds group keys and keeps the groups.
+struct Groups<'c> {
+    dims: Vec<Dimension>,
+    offset_ms: i64,
+    sole_offer: HashMap<&'c str, &'c str>,
+    offer_network: HashMap<&'c str, &'c str>,
+    /// Encoded key → index into `rows`.
+    index: HashMap<Vec<u8>, usize>,
+    rows: Vec<ReportRow>,
+    buf: Vec<u8>,
+}
+
+enum Part<'a> {
+    Text(Option<&'a str>),
+    Day(i64),
+}
+
+impl<'c> Groups<'c> {
+    fn new(catalog: &'c Catalog, params: &ReportParams) -> Self {
+        Groups {
+            dims: params.group_by.clone(),
+            offset_ms: i64::from(params.tz_offset_min) * 60_000,
+            sole_offer: catalog
+                .sole_offers
+                .iter()
+                .map(|(c, o)| (c.as_str(), o.as_str()))
+                .collect(),
+            offer_network: catalog
+                .offer_networks
+                .iter()
+                .map(|(o, n)| (o.as_str(), n.as_str()))
+                .collect(),
+            index: HashMap::new(),
+            rows: Vec::new(),
+            buf: Vec::with_capacity(256),
+        }
+    }
+
+    fn part<'a>(&self, d: Dimension, a: &Attrs<'a>) -> Part<'a>
+    where
+        'c: 'a,
+    {
+        let offer = || {
+            a.offer
+                .or_else(|| a.campaign.and_then(|c| self.sole_offer.get(c).copied()))
+        };
+        match d {
+            Dimension::Campaign => Part::Text(a.campaign),
+            Dimension::Source => Part::Text(a.source),
+            Dimension::Sub(n) => Part::Text(a.subs[usize::from(n - 1)]),
+            Dimension::Day => Part::Day((a.ts_ms + self.offset_ms).div_euclid(DAY_MS)),
+            Dimension::Offer => Part::Text(offer()),
+            Dimension::Network => Part::Text(
+                a.network
+                    .or_else(|| offer().and_then(|o| self.offer_network.get(o).copied())),
+            ),
+        }
+    }
+
+    /// The group `a` belongs to (created on first sight).
+    fn group(&mut self, a: &Attrs<'_>) -> usize {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        for d in &self.dims {
+            // Length-prefixed, so no value can forge a neighbour's boundary.
+            match self.part(*d, a) {
+                Part::Text(None) => buf.push(0),
+                Part::Text(Some(s)) => {
+                    buf.push(1);
+                    buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                    buf.extend_from_slice(s.as_bytes());
+                }
+                Part::Day(day) => buf.extend_from_slice(&day.to_le_bytes()),
+            }
+        }
+        let i = match self.index.get(buf.as_slice()) {
+            Some(i) => *i,
+            None => {
+                let keys = self
+                    .dims
+                    .iter()
+                    .map(|d| match self.part(*d, a) {
+                        Part::Text(t) => t.map(str::to_owned),
+                        Part::Day(day) => Some(format_date(day)),
+                    })
+                    .collect();
+                self.rows.push(ReportRow {
+                    keys,
+                    figures: Figures::default(),
+                });
+                self.index.insert(buf.clone(), self.rows.len() - 1);
+                self.rows.len() - 1
+            }
+        };
+        self.buf = buf;
+        i
+    }
+}
+
+/// Visitors: (IP, User-Agent) hashed to 128 bits by two independently, randomly keyed
+/// SipHashes, so a collision between distinct visitors is out of reach (about 1e-27
+/// for a million) and nobody can craft one (the keys are new for every report).
+struct Visitors(RandomState, RandomState);
+
+impl Visitors {
+    fn new() -> Self {
+        Visitors(RandomState::new(), RandomState::new())
+    }
+
+    fn id(&self, ip: Option<&str>, ua: Option<&str>) -> u128 {
+        (u128::from(self.0.hash_one((ip, ua))) << 64) | u128::from(self.1.hash_one((ip, ua)))
+    }
+}
+
+/// Hasher for sets of visitor ids, which are already uniformly random: folding them is
+/// enough, and hashing them again would be most of a report's time.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 ^= (n as u64) ^ ((n >> 64) as u64);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0 ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type PrehashedSet<T> = HashSet<T, BuildHasherDefault<Prehashed>>;
+
+/// Run the report on `conn` (a read-only connection; one read transaction, so clicks
+/// and conversions come from the same snapshot). Rows come back sorted by key.
 pub fn run(
     conn: &Connection,
     catalog: &Catalog,
@@ -122,117 +228,139 @@ fn run_in_snapshot(
     catalog: &Catalog,
     params: &ReportParams,
 ) -> rusqlite::Result<(Vec<ReportRow>, Figures)> {
-    let group_by = &params.group_by;
-    let offset_ms = i64::from(params.tz_offset_min) * 60_000;
     let (lo, hi) = key_range(params.from_ms, params.to_ms);
-    let keys: Vec<String> = group_by.iter().map(|d| key_expr(*d, offset_ms)).collect();
-    let select_keys: String = keys.iter().map(|k| format!("{k}, ")).collect();
-    let group_clause = if keys.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "GROUP BY {}",
-            (1..=keys.len())
-                .map(|i| i.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
-    let offer = if needs_offer(group_by) {
-        CLICK_OFFER
-    } else {
-        "NULL"
-    };
-    let mut groups: Groups = BTreeMap::new();
+    let needs_offer = params
+        .group_by
+        .iter()
+        .any(|d| matches!(d, Dimension::Offer | Dimension::Network));
+    let mut groups = Groups::new(catalog, params);
+    let mut totals = Figures::default();
+    // Visitors seen per group, and overall.
+    let visitors = Visitors::new();
+    let mut seen: PrehashedSet<(usize, u128)> = PrehashedSet::default();
+    let mut seen_total: PrehashedSet<u128> = PrehashedSet::default();
+    // Without grouping the one group is the total.
+    let grouped = !params.group_by.is_empty();
 
-    // Clicks, grouped.
-    let mut args = Vec::new();
-    let ctes = catalog_ctes(catalog, &mut args);
-    args.push(Value::Text(lo.clone()));
-    args.push(Value::Text(hi.clone()));
-    let sql = format!(
-        "WITH {ctes},
-         r AS (SELECT c.ts_ms, c.campaign_id, c.source_id, c.sub1, c.sub2, c.sub3, c.sub4, c.sub5,
-                      c.cost, c.ip, c.user_agent, {offer} AS offer_id, NULL AS conv_network
-               FROM clicks c WHERE c.click_id >= ? AND c.click_id < ?)
-         SELECT {select_keys} count(*),
-                count(DISTINCT ifnull(r.ip, '') || char(31) || ifnull(r.user_agent, '')),
-                ifnull(sum(CAST(round(ifnull(r.cost, 0) * {MICROS}) AS INTEGER)), 0)
-         FROM r {group_clause}"
-    );
-    let n = group_by.len();
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    while let Some(row) = rows.next()? {
-        let clicks: i64 = row.get(n)?;
-        if clicks == 0 {
-            // The ungrouped query answers one all-zero row for an empty range.
-            continue;
+    // Clicks, in key order, with their latest /go offer merged in from outbound_clicks
+    // (same key order) when an offer is needed.
+    let mut clicks = conn.prepare(
+        "SELECT click_id, ts_ms, campaign_id, source_id, sub1, sub2, sub3, sub4, sub5,
+                cost, ip, user_agent
+         FROM clicks WHERE click_id >= ?1 AND click_id < ?2 ORDER BY click_id",
+    )?;
+    let mut outbound = conn.prepare(
+        "SELECT click_id, offer_id FROM outbound_clicks
+         WHERE click_id >= ?1 AND click_id < ?2 ORDER BY click_id, ts_ms, seq",
+    )?;
+    let mut out_rows = if needs_offer {
+        Some(outbound.query([&lo, &hi])?)
+    } else {
+        None
+    };
+    // The outbound row the merge stands on: (click id, offer).
+    let mut out_head: Option<(String, String)> = None;
+    let mut out_done = false;
+    let mut rows = clicks.query([&lo, &hi])?;
+    while let Some(r) = rows.next()? {
+        let click_id = text(r.get_ref(0)?).unwrap_or("");
+        let mut offer: Option<String> = None;
+        if let Some(out) = out_rows.as_mut() {
+            loop {
+                if out_head.is_none() && !out_done {
+                    match out.next()? {
+                        Some(o) => {
+                            out_head = Some((o.get(0)?, o.get(1)?));
+                        }
+                        None => out_done = true,
+                    }
+                }
+                match &out_head {
+                    Some((id, _)) if id.as_str() < click_id => out_head = None,
+                    Some((id, o)) if id == click_id => {
+                        // Rows of one click come in time order: the last one wins.
+                        offer = Some(o.clone());
+                        out_head = None;
+                    }
+                    _ => break,
+                }
+            }
         }
-        let f = groups.entry(read_keys(row, group_by)?).or_default();
-        f.clicks += clicks as u64;
-        f.unique_clicks += row.get::<_, i64>(n + 1)? as u64;
-        f.cost_micros += row.get::<_, i64>(n + 2)?;
+        let mut a = Attrs {
+            ts_ms: r.get(1)?,
+            campaign: text(r.get_ref(2)?),
+            source: text(r.get_ref(3)?),
+            offer: offer.as_deref(),
+            network: None,
+            ..Default::default()
+        };
+        for (i, s) in a.subs.iter_mut().enumerate() {
+            *s = text(r.get_ref(4 + i)?);
+        }
+        let g = groups.group(&a);
+        let cost = micros(r.get_ref(9)?);
+        let who = visitors.id(text(r.get_ref(10)?), text(r.get_ref(11)?));
+        let f = &mut groups.rows[g].figures;
+        f.clicks += 1;
+        f.cost_micros += cost;
+        let new_visitor = seen_total.insert(who);
+        if if grouped {
+            seen.insert((g, who))
+        } else {
+            new_visitor
+        } {
+            f.unique_clicks += 1;
+        }
+        totals.clicks += 1;
+        totals.cost_micros += cost;
+        if new_visitor {
+            totals.unique_clicks += 1;
+        }
     }
+    drop(rows);
+    drop(out_rows);
 
-    // Counted conversions of those clicks, grouped the same way. The conversions table
-    // is the outer loop (CROSS JOIN fixes the order): its click_id index covers the
-    // same key range, and each conversion finds its click by primary key.
-    let mut args = Vec::new();
-    let ctes = catalog_ctes(catalog, &mut args);
-    args.push(Value::Text(lo.clone()));
-    args.push(Value::Text(hi.clone()));
+    // Counted conversions of those clicks. The conversions table is the outer loop
+    // (CROSS JOIN fixes the order): its click_id index covers the same key range, and
+    // each conversion finds its click by primary key.
     let statuses = COUNTED_STATUSES
         .iter()
         .map(|s| format!("'{s}'"))
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
-        "WITH {ctes},
-         r AS (SELECT c.ts_ms, c.campaign_id, c.source_id, c.sub1, c.sub2, c.sub3, c.sub4, c.sub5,
-                      v.payout, COALESCE(v.offer_id, {offer}) AS offer_id, v.network_id AS conv_network
-               FROM conversions v CROSS JOIN clicks c ON c.click_id = v.click_id
-               WHERE v.click_id >= ? AND v.click_id < ? AND v.status IN ({statuses}))
-         SELECT {select_keys} count(*),
-                ifnull(sum(CAST(round(ifnull(r.payout, 0) * {MICROS}) AS INTEGER)), 0)
-         FROM r {group_clause}"
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    while let Some(row) = rows.next()? {
-        let conversions: i64 = row.get(n)?;
-        if conversions == 0 {
-            continue;
+    let mut convs = conn.prepare(&format!(
+        "SELECT c.ts_ms, c.campaign_id, c.source_id, c.sub1, c.sub2, c.sub3, c.sub4, c.sub5,
+                v.payout, v.network_id,
+                COALESCE(v.offer_id, (SELECT o.offer_id FROM outbound_clicks o WHERE o.click_id = c.click_id
+                                      ORDER BY o.ts_ms DESC, o.seq DESC LIMIT 1))
+         FROM conversions v CROSS JOIN clicks c ON c.click_id = v.click_id
+         WHERE v.click_id >= ?1 AND v.click_id < ?2 AND v.status IN ({statuses})"
+    ))?;
+    let mut rows = convs.query([&lo, &hi])?;
+    while let Some(r) = rows.next()? {
+        let mut a = Attrs {
+            ts_ms: r.get(0)?,
+            campaign: text(r.get_ref(1)?),
+            source: text(r.get_ref(2)?),
+            network: text(r.get_ref(9)?),
+            offer: text(r.get_ref(10)?),
+            ..Default::default()
+        };
+        for (i, s) in a.subs.iter_mut().enumerate() {
+            *s = text(r.get_ref(3 + i)?);
         }
-        let f = groups.entry(read_keys(row, group_by)?).or_default();
-        f.conversions += conversions as u64;
-        f.revenue_micros += row.get::<_, i64>(n + 1)?;
+        let g = groups.group(&a);
+        let payout = micros(r.get_ref(8)?);
+        let f = &mut groups.rows[g].figures;
+        f.conversions += 1;
+        f.revenue_micros += payout;
+        totals.conversions += 1;
+        totals.revenue_micros += payout;
     }
 
-    let mut totals = Figures::default();
-    for f in groups.values() {
-        totals.clicks += f.clicks;
-        totals.conversions += f.conversions;
-        totals.revenue_micros += f.revenue_micros;
-        totals.cost_micros += f.cost_micros;
-    }
-    // Unique visitors do not add up across groups (one visitor can be in several), so
-    // the total is its own count.
-    totals.unique_clicks = if group_by.is_empty() {
-        groups.values().map(|f| f.unique_clicks).sum()
-    } else {
-        conn.query_row(
-            "SELECT count(DISTINCT ifnull(ip, '') || char(31) || ifnull(user_agent, ''))
-             FROM clicks WHERE click_id >= ?1 AND click_id < ?2",
-            [&lo, &hi],
-            |r| r.get::<_, i64>(0),
-        )? as u64
-    };
-    let rows = groups
-        .into_iter()
-        .map(|(keys, figures)| ReportRow { keys, figures })
-        .collect();
-    Ok((rows, totals))
+    let mut out = groups.rows;
+    out.sort_unstable_by(|a, b| a.keys.cmp(&b.keys));
+    Ok((out, totals))
 }
 
 #[cfg(test)]
