@@ -10,6 +10,7 @@ pub mod config;
 pub mod landers;
 pub mod metrics;
 pub mod outbox;
+pub mod pixel;
 pub mod postback;
 pub mod report;
 pub mod service;

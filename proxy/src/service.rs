@@ -38,12 +38,17 @@ struct UpstreamTarget {
 /// clickstamp's main-listener service.
 pub struct MainService {
     tracker: Arc<Tracker>,
+    pixel_limiter: crate::pixel::rate::RateLimiter,
 }
 
 impl MainService {
     /// The service over a shared tracker.
     pub fn new(tracker: Arc<Tracker>) -> Self {
-        MainService { tracker }
+        let per_minute = tracker.config.pixel.rate_limit_per_minute;
+        MainService {
+            tracker,
+            pixel_limiter: crate::pixel::rate::RateLimiter::new(per_minute, 100_000),
+        }
     }
 }
 
@@ -115,7 +120,7 @@ impl MainService {
             .server
             .client_ip_header
             .as_deref()
-            .and_then(|h| header(h))
+            .and_then(&header)
             .and_then(|v| forwarded_client_ip(&v));
         let ip = forwarded.or_else(|| {
             session
@@ -361,6 +366,19 @@ impl ProxyHttp for MainService {
             Route::Go(target) => {
                 ctx.route = label::GO;
                 self.handle_go(session, ctx, &target).await?;
+                Ok(true)
+            }
+            Route::Pixel => {
+                ctx.route = label::PIXEL;
+                let ip = self.visit(session).ip;
+                ctx.outcome =
+                    crate::pixel::serve::serve(session, &self.tracker, &self.pixel_limiter, ip)
+                        .await?;
+                Ok(true)
+            }
+            Route::Sdk(file) => {
+                ctx.route = label::SDK;
+                ctx.outcome = crate::pixel::serve::serve_sdk(session, &file).await?;
                 Ok(true)
             }
             Route::Postback(network) => {

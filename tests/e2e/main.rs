@@ -3,4 +3,7 @@
 
 mod config_errors;
 mod foundation;
+mod pixel;
+mod postbacks;
 mod reports;
+mod sdk_browser;

@@ -135,8 +135,15 @@ impl Instance {
 
     /// Like [`Instance::start`], with extra `[store]` lines (e.g. `sync = "full"`).
     pub fn start_with(body: &str, store_extra: &str) -> Instance {
+        Self::start_templated(|_| body.to_string(), store_extra)
+    }
+
+    /// Like [`Instance::start_with`], with the body built from the main listener's
+    /// address (for offer URLs that point back at the instance).
+    pub fn start_templated(body: impl FnOnce(SocketAddr) -> String, store_extra: &str) -> Instance {
         let dir = TempDir::new("instance");
         let main = free_addr();
+        let body = body(main);
         let admin = free_addr();
         let config = format!(
             "[server]\nlisten = \"{main}\"\nadmin_listen = \"{admin}\"\nthreads = 2\n\n\

@@ -2,9 +2,12 @@
 //! binary on free loopback ports with a config written to a fresh directory, and talks
 //! to it over real HTTP.
 
+pub mod browser;
+pub mod fake_source;
 pub mod http;
 pub mod instance;
 
+pub use fake_source::{FakeSource, Mode};
 pub use http::{get, request, Response};
 pub use instance::{binary, Instance, TempDir};
 

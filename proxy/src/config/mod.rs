@@ -95,6 +95,32 @@ pub struct Config {
     pub campaigns: Vec<Campaign>,
     pub postbacks: PostbackConfig,
     pub outbox: OutboxConfig,
+    pub pixel: PixelConfig,
+}
+
+/// `[pixel]`: browser conversions on `/px`.
+#[derive(Debug, Clone)]
+pub struct PixelConfig {
+    /// How long a pixel-only conversion waits for its S2S twin before it is relayed.
+    pub grace_period: Duration,
+    /// Pixel hits allowed per client IP per minute (bursts up to the same number).
+    pub rate_limit_per_minute: u32,
+    /// Origins allowed to send beacons (CORS); `*` allows any.
+    pub allowed_origins: Vec<String>,
+}
+
+impl PixelConfig {
+    /// The `Access-Control-Allow-Origin` value for a request from `origin`, if allowed.
+    pub fn cors_origin(&self, origin: Option<&str>) -> Option<String> {
+        if self.allowed_origins.iter().any(|o| o == "*") {
+            return Some("*".into());
+        }
+        let origin = origin?;
+        self.allowed_origins
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(origin))
+            .then(|| origin.to_string())
+    }
 }
 
 /// `[postbacks]`

@@ -25,6 +25,16 @@ pub struct RawConfig {
     pub postbacks: RawPostbacks,
     #[serde(default)]
     pub outbox: RawOutbox,
+    #[serde(default)]
+    pub pixel: RawPixel,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPixel {
+    pub grace_period: Option<String>,
+    pub rate_limit_per_minute: Option<u32>,
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

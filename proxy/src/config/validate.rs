@@ -54,6 +54,36 @@ pub fn validate(
         );
     }
     let outbox = outbox(&raw.outbox, &mut p);
+    let pixel = PixelConfig {
+        grace_period: duration_field(
+            "pixel.grace_period",
+            &raw.pixel.grace_period,
+            Duration::from_secs(600),
+            &mut p,
+        ),
+        rate_limit_per_minute: raw.pixel.rate_limit_per_minute.unwrap_or(120),
+        allowed_origins: raw
+            .pixel
+            .allowed_origins
+            .clone()
+            .unwrap_or_else(|| vec!["*".into()]),
+    };
+    if pixel.rate_limit_per_minute == 0 {
+        p.add(
+            "pixel.rate_limit_per_minute",
+            "0 hits a minute refuses every pixel",
+            "use a positive number, e.g. 120",
+        );
+    }
+    for (i, o) in pixel.allowed_origins.iter().enumerate() {
+        if o != "*" && !is_absolute_http_url(o) {
+            p.add(
+                format!("pixel.allowed_origins[{i}]"),
+                format!("{o:?} is not an origin"),
+                "write origins like \"https://shop.example\" or \"*\"",
+            );
+        }
+    }
 
     let offer_ids: HashSet<&str> = offers.iter().map(|o| o.id.as_str()).collect();
     for (i, c) in campaigns.iter().enumerate() {
@@ -81,6 +111,7 @@ pub fn validate(
         campaigns,
         postbacks,
         outbox,
+        pixel,
     })
 }
 

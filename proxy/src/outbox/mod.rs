@@ -118,13 +118,13 @@ impl Shared {
             .inc();
         match outcome {
             "delivered" => {
-                tracing::info!(outbox_id = row.id, conversion_id = row.conversion_id, source = %row.source_id, status = attempt.status, "relay delivered")
+                tracing::info!(click_id = %row.click_id, outbox_id = row.id, conversion_id = row.conversion_id, source = %row.source_id, status = attempt.status, "relay delivered")
             }
             "retry" => {
-                tracing::warn!(outbox_id = row.id, source = %row.source_id, attempt = row.attempts + 1, status = attempt.status, error = attempt.error.as_deref().unwrap_or(""), "relay failed; will retry")
+                tracing::warn!(click_id = %row.click_id, outbox_id = row.id, source = %row.source_id, attempt = row.attempts + 1, status = attempt.status, error = attempt.error.as_deref().unwrap_or(""), "relay failed; will retry")
             }
             _ => {
-                tracing::error!(outbox_id = row.id, source = %row.source_id, attempts = row.attempts + 1, status = attempt.status, error = attempt.error.as_deref().unwrap_or(""), "relay dead-lettered")
+                tracing::error!(click_id = %row.click_id, outbox_id = row.id, source = %row.source_id, attempts = row.attempts + 1, status = attempt.status, error = attempt.error.as_deref().unwrap_or(""), "relay dead-lettered")
             }
         }
         // Record before releasing the claim, so the next poll cannot pick it up again.
@@ -135,7 +135,7 @@ impl Shared {
             .write(vec![WriteOp::Delivery(result.clone())])
             .await
         {
-            tracing::error!(outbox_id = row.id, error = %e, "cannot record the delivery result; retrying");
+            tracing::error!(click_id = %row.click_id, outbox_id = row.id, error = %e, "cannot record the delivery result; retrying");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }

@@ -41,7 +41,7 @@ pub struct OutboundRecord {
 /// One write. A request's writes travel together and commit in the same transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WriteOp {
-    Click(ClickRecord),
+    Click(Box<ClickRecord>),
     Outbound(OutboundRecord),
     /// Journal an inbound postback and apply its verdict (dedup, status, outbox).
     Postback(Box<PostbackWrite>),
@@ -263,6 +263,7 @@ pub struct DeliveryResult {
 pub struct OutboxRow {
     pub id: i64,
     pub conversion_id: i64,
+    pub click_id: String,
     pub source_id: String,
     pub kind: String,
     pub url: String,

@@ -85,8 +85,11 @@ impl Tracker {
         }
         let click_id = self.mint(now);
         let record = self.click_record(campaign, visit, click_id, now, "landing");
+        tracing::debug!(click_id = %click_id, campaign = %self.config.campaigns[campaign].id, "landing click");
         self.count_click(campaign, &record);
-        self.store.write(vec![WriteOp::Click(record)]).await?;
+        self.store
+            .write(vec![WriteOp::Click(Box::new(record))])
+            .await?;
         Ok(LandingClick {
             click_id,
             set_cookie: Some(self.set_cookie(campaign, &click_id)),

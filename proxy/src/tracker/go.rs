@@ -113,7 +113,7 @@ impl Tracker {
                     let id = self.mint(now);
                     let record = self.click_record(c, visit, id, now, "direct");
                     self.count_click(c, &record);
-                    ops.push(WriteOp::Click(record));
+                    ops.push(WriteOp::Click(Box::new(record)));
                     set_cookie = Some(self.set_cookie(c, &id));
                     (c, id, "direct")
                 }
@@ -145,6 +145,7 @@ impl Tracker {
             offer_id: offer_cfg.id.clone(),
         }));
         self.store.write(ops).await?;
+        tracing::debug!(click_id = %click_id, campaign = %campaign_id, offer = %offer_cfg.id, how, "outbound click");
         self.metrics
             .outbound_clicks
             .with_label_values(&[campaign_id, &offer_cfg.id])

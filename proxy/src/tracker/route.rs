@@ -8,6 +8,7 @@ pub mod label {
     pub const GO: &str = "go";
     pub const POSTBACK: &str = "postback";
     pub const PIXEL: &str = "px";
+    pub const SDK: &str = "sdk";
     pub const NOT_FOUND: &str = "not_found";
 }
 
@@ -16,6 +17,10 @@ pub mod label {
 pub enum Route {
     /// `/go/{target}`: `target` is an offer or campaign id (or garbage, refused later).
     Go(String),
+    /// `/px`: a pixel hit.
+    Pixel,
+    /// `/sdk/{file}`: the pixel SDK.
+    Sdk(String),
     /// `/postback/{network}`: the segment as sent (checked against configured ids later).
     Postback(String),
     /// A campaign's landing path; `rest` is the path below the campaign prefix
@@ -29,6 +34,12 @@ pub enum Route {
 pub fn route(config: &Config, host: Option<&str>, path: &str) -> Route {
     if let Some(target) = path.strip_prefix("/go/") {
         return Route::Go(target.to_string());
+    }
+    if path == "/px" {
+        return Route::Pixel;
+    }
+    if let Some(file) = path.strip_prefix("/sdk/") {
+        return Route::Sdk(file.to_string());
     }
     if let Some(network) = path.strip_prefix("/postback/") {
         return Route::Postback(network.trim_end_matches('/').to_string());

@@ -24,6 +24,9 @@ const QUEUE_DEPTH: usize = 16_384;
 
 const SCHEMA: &str = include_str!("schema.sql");
 
+/// How long the writer waits for more writes when it is busy and its batch is small.
+const BATCH_LINGER: std::time::Duration = std::time::Duration::from_micros(250);
+
 type Reply = oneshot::Sender<Result<Vec<WriteResult>, StoreError>>;
 
 struct Job {
@@ -185,18 +188,30 @@ fn writer_loop(
     metrics: &Metrics,
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(batch_max);
+    let mut busy = false;
     while let Some(first) = rx.blocking_recv() {
         let mut ops = first.ops.len();
         jobs.push(first);
-        while ops < batch_max {
-            match rx.try_recv() {
-                Ok(job) => {
-                    ops += job.ops.len();
-                    jobs.push(job);
+        let drain = |jobs: &mut Vec<Job>, ops: &mut usize, rx: &mut mpsc::Receiver<Job>| {
+            while *ops < batch_max {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        *ops += job.ops.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
+        };
+        drain(&mut jobs, &mut ops, &mut rx);
+        // Under load, linger a moment so the batch fills: every commit rewrites whole
+        // WAL pages, so a few more writes per commit cost far less than another commit.
+        // A lone write on an idle store commits at once.
+        if busy && ops < batch_max / 4 {
+            std::thread::sleep(BATCH_LINGER);
+            drain(&mut jobs, &mut ops, &mut rx);
         }
+        busy = jobs.len() > 1;
         let started = Instant::now();
         match commit_batch(&mut conn, &jobs) {
             Ok(results) => {

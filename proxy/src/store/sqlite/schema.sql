@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS conversions (
     created_ms  INTEGER NOT NULL,
     updated_ms  INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS conversions_by_click ON conversions (click_id);
+CREATE INDEX IF NOT EXISTS conversions_by_click_event ON conversions (click_id, event, origin);
 CREATE INDEX IF NOT EXISTS conversions_by_campaign_time ON conversions (campaign_id, created_ms);
 
 -- Every status a conversion has had.
@@ -87,6 +87,7 @@ CREATE INDEX IF NOT EXISTS history_by_conversion ON conversion_history (conversi
 CREATE TABLE IF NOT EXISTS outbox (
     id              INTEGER PRIMARY KEY,
     conversion_id   INTEGER NOT NULL,
+    click_id        TEXT NOT NULL,         -- joins logs of the click, its postbacks and this relay
     source_id       TEXT NOT NULL,
     kind            TEXT NOT NULL,         -- conversion | status
     url             TEXT NOT NULL,

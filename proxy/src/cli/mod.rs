@@ -1,0 +1,313 @@
+//! The `clickstamp` command line.
+
+pub mod ops;
+
+use crate::config::{self, Config, LogFormat};
+use crate::metrics::Metrics;
+use crate::store::sqlite::SqliteStore;
+use crate::tracker::Tracker;
+use crate::{admin, service};
+use clap::{Parser, Subcommand};
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(name = "clickstamp", version, about = "A conversion-tracking edge.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the tracker.
+    Serve {
+        /// The TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate a config file and report every problem, without serving.
+    Check {
+        /// The TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print the postback URL to paste into a network's dashboard.
+    PostbackUrl {
+        #[arg(long)]
+        config: PathBuf,
+        /// The network's id in the config.
+        #[arg(long)]
+        network: String,
+    },
+    /// Fire a realistic test postback and then its duplicate at the running instance.
+    PostbackTest {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        network: String,
+    },
+    /// List journalled postbacks (newest first).
+    Journal {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        network: Option<String>,
+        /// accepted, duplicate, status_changed or rejected.
+        #[arg(long)]
+        outcome: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// List outbox entries (relays to traffic sources), newest first.
+    Outbox {
+        #[arg(long)]
+        config: PathBuf,
+        /// pending, delivered or dead.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Replay a dead letter, all dead letters, or a journalled postback.
+    Replay {
+        #[arg(long)]
+        config: PathBuf,
+        /// Requeue this dead outbox entry.
+        #[arg(long, conflicts_with_all = ["all_dead", "journal"])]
+        dead: Option<i64>,
+        /// Requeue every dead outbox entry.
+        #[arg(long, conflicts_with = "journal")]
+        all_dead: bool,
+        /// Run this journalled postback through the pipeline again.
+        #[arg(long)]
+        journal: Option<i64>,
+    },
+    /// Print a profit report (clicks, conversions, revenue, cost, ROI...) from a running
+    /// instance's admin API.
+    Report(crate::report::cli::ReportArgs),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Report(args) => crate::report::cli::run(&args),
+        Command::Check { config } => match config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} campaigns, {} offers, {} networks, {} traffic sources)",
+                    config.display(),
+                    c.campaigns.len(),
+                    c.offers.len(),
+                    c.networks.len(),
+                    c.sources.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprint!("{}: {errors}", config.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::PostbackUrl { config, network } => with_config(&config, |c| {
+            println!("{}", ops::postback_url(c, &network)?);
+            Ok(())
+        }),
+        Command::PostbackTest { config, network } => with_config(&config, |c| {
+            let run = ops::postback_test(c, &network)?;
+            println!("click id:  {}", run.click_id);
+            println!("postback:  {}", run.url);
+            println!("first:     HTTP {} {}", run.first.0, run.first.1);
+            println!("duplicate: HTTP {} {}", run.second.0, run.second.1);
+            let ok =
+                run.first.0 == 200 && run.second.0 == 200 && run.second.1["status"] == "duplicate";
+            println!(
+                "{}",
+                if ok {
+                    "ok: accepted once, duplicate recognised"
+                } else {
+                    "unexpected: see the answers above and `clickstamp journal`"
+                }
+            );
+            Ok(())
+        }),
+        Command::Journal {
+            config,
+            network,
+            outcome,
+            reason,
+            limit,
+        } => with_config(&config, |c| {
+            let mut q = format!("/api/journal?limit={limit}");
+            for (k, v) in [
+                ("network", network),
+                ("outcome", outcome),
+                ("reason", reason),
+            ] {
+                if let Some(v) = v {
+                    q.push_str(&format!(
+                        "&{k}={}",
+                        clickstamp_plugins::query::encode_query_value(&v)
+                    ));
+                }
+            }
+            let v = ops::admin(c, "GET", &q)?;
+            println!(
+                "{:>8}  {:<13}  {:<10}  {:<14}  {:<22}  query",
+                "id", "time_ms", "network", "outcome", "reason"
+            );
+            for e in v["entries"].as_array().into_iter().flatten() {
+                println!(
+                    "{:>8}  {:<13}  {:<10}  {:<14}  {:<22}  {}",
+                    e["id"],
+                    e["ts_ms"],
+                    e["network_id"].as_str().unwrap_or(""),
+                    e["outcome"].as_str().unwrap_or(""),
+                    e["reason"].as_str().unwrap_or("-"),
+                    e["raw_query"].as_str().unwrap_or("")
+                );
+            }
+            Ok(())
+        }),
+        Command::Outbox {
+            config,
+            state,
+            limit,
+        } => with_config(&config, |c| {
+            let mut q = format!("/api/outbox?limit={limit}");
+            if let Some(s) = state {
+                q.push_str(&format!(
+                    "&state={}",
+                    clickstamp_plugins::query::encode_query_value(&s)
+                ));
+            }
+            let v = ops::admin(c, "GET", &q)?;
+            println!(
+                "{:>8}  {:<10}  {:<10}  {:>8}  {:<6}  url / last error",
+                "id", "source", "state", "attempts", "status"
+            );
+            for e in v["entries"].as_array().into_iter().flatten() {
+                println!(
+                    "{:>8}  {:<10}  {:<10}  {:>8}  {:<6}  {} {}",
+                    e["id"],
+                    e["source_id"].as_str().unwrap_or(""),
+                    e["state"].as_str().unwrap_or(""),
+                    e["attempts"],
+                    e["last_status"],
+                    e["url"].as_str().unwrap_or(""),
+                    e["last_error"].as_str().unwrap_or("")
+                );
+            }
+            Ok(())
+        }),
+        Command::Replay {
+            config,
+            dead,
+            all_dead,
+            journal,
+        } => with_config(&config, |c| {
+            let path = match (dead, all_dead, journal) {
+                (Some(id), _, _) => format!("/api/outbox/{id}/replay"),
+                (None, true, _) => "/api/outbox/replay-dead".to_string(),
+                (None, false, Some(id)) => format!("/api/journal/{id}/replay"),
+                (None, false, None) => {
+                    return Err(ops::OpsError::Setup(
+                        "pass --dead ID, --all-dead or --journal ID".into(),
+                    ))
+                }
+            };
+            println!("{}", ops::admin(c, "POST", &path)?);
+            Ok(())
+        }),
+        Command::Serve { config } => match config::load(&config) {
+            Ok(c) => serve(c),
+            Err(errors) => {
+                eprint!("{}: refusing to serve: {errors}", config.display());
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+/// Load the config, run `f`, and turn its error into a message and exit code 1.
+fn with_config(
+    path: &std::path::Path,
+    f: impl FnOnce(&Config) -> Result<(), ops::OpsError>,
+) -> ExitCode {
+    match config::load(path) {
+        Err(errors) => {
+            eprint!("{}: {errors}", path.display());
+            ExitCode::from(2)
+        }
+        Ok(c) => match f(&c) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("clickstamp: {e}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A second init (embedding, tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Build every service for `config` and run until told to stop.
+fn serve(config: Config) -> ExitCode {
+    init_logging(config.server.log_format);
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let store = match SqliteStore::open(&config.store, metrics.clone()) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("clickstamp: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let tracker = Arc::new(Tracker::new(config.clone(), store, metrics));
+
+    let Some(mut conf) = ServerConf::new() else {
+        eprintln!("clickstamp: cannot build the server configuration");
+        return ExitCode::from(1);
+    };
+    conf.threads = config.server.threads;
+    conf.grace_period_seconds = Some(0);
+    conf.graceful_shutdown_timeout_seconds = Some(5);
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut main = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        service::MainService::new(tracker.clone()),
+        "clickstamp main",
+    );
+    main.add_tcp(&config.server.listen.to_string());
+    let mut admin = pingora::services::listening::Service::new(
+        "clickstamp admin".to_string(),
+        pingora::apps::http_app::HttpServer::new_app(admin::AdminApp::new(tracker.clone())),
+    );
+    admin.add_tcp(&config.server.admin_listen.to_string());
+    let outbox = pingora::services::background::background_service(
+        "clickstamp outbox",
+        crate::outbox::OutboxWorker::new(tracker.clone()),
+    );
+    server.add_service(main);
+    server.add_service(admin);
+    server.add_service(outbox);
+    tracing::info!(listen = %config.server.listen, admin = %config.server.admin_listen, store = %config.store.path.display(), "clickstamp serving");
+    server.run_forever()
+}

@@ -1,0 +1,177 @@
+//! A real headless Chromium, driven over the DevTools protocol (a WebSocket), for the
+//! pixel SDK tests. Just enough protocol: open a page, navigate, evaluate JavaScript.
+
+use serde_json::{json, Value};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tungstenite::{stream::MaybeTlsStream, Message, WebSocket};
+
+use crate::instance::TempDir;
+
+/// A running headless Chromium with one page. Killed on drop.
+pub struct Browser {
+    child: Child,
+    ws: WebSocket<MaybeTlsStream<TcpStream>>,
+    session: String,
+    next_id: u64,
+    _profile: TempDir,
+}
+
+impl std::fmt::Debug for Browser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Browser")
+    }
+}
+
+impl Browser {
+    /// Start Chromium (`chromium` from PATH) with a fresh profile; `extra_flags` are
+    /// added to the command line (e.g. `--js-flags=--noexpose_wasm` to take
+    /// WebAssembly away). `None` when Chromium is not installed outside CI.
+    pub fn start(extra_flags: &[&str]) -> Option<Browser> {
+        let chromium = crate::require_program("chromium")?;
+        let profile = TempDir::new("chromium");
+        let mut cmd = Command::new(chromium);
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--disable-dev-shm-usage",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.0.display()))
+        .args(extra_flags)
+        .arg("about:blank")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let child = cmd.spawn().expect("start chromium");
+        let ws_url = wait_for_devtools(&profile.0);
+        let (ws, _) =
+            tungstenite::connect(ws_url.as_str()).expect("connect to chromium's devtools");
+        let mut browser = Browser {
+            child,
+            ws,
+            session: String::new(),
+            next_id: 0,
+            _profile: profile,
+        };
+        let target = browser.call(None, "Target.createTarget", json!({ "url": "about:blank" }));
+        let target_id = target["targetId"].as_str().expect("target id").to_string();
+        let attached = browser.call(
+            None,
+            "Target.attachToTarget",
+            json!({ "targetId": target_id, "flatten": true }),
+        );
+        browser.session = attached["sessionId"]
+            .as_str()
+            .expect("session id")
+            .to_string();
+        browser.call_page("Page.enable", json!({}));
+        browser.call_page("Runtime.enable", json!({}));
+        Some(browser)
+    }
+
+    fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = json!({ "id": id, "method": method, "params": params });
+        if let Some(s) = session {
+            msg["sessionId"] = json!(s);
+        }
+        self.ws
+            .send(Message::Text(msg.to_string().into()))
+            .expect("send to chromium");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "chromium did not answer {method}"
+            );
+            let reply = match self.ws.read().expect("read from chromium") {
+                Message::Text(t) => serde_json::from_str::<Value>(&t).expect("devtools JSON"),
+                _ => continue,
+            };
+            if reply["id"].as_u64() == Some(id) {
+                if let Some(err) = reply.get("error") {
+                    panic!("{method} failed: {err}");
+                }
+                return reply["result"].clone();
+            }
+        }
+    }
+
+    fn call_page(&mut self, method: &str, params: Value) -> Value {
+        let session = self.session.clone();
+        self.call(Some(&session), method, params)
+    }
+
+    /// Take WebAssembly away from every document the page loads from now on, as in a
+    /// browser or policy that has it off.
+    pub fn remove_webassembly(&mut self) {
+        self.call_page(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": "try { delete globalThis.WebAssembly; } catch (e) {}" }),
+        );
+    }
+
+    /// Navigate the page to `url` (returns once the navigation is committed).
+    pub fn navigate(&mut self, url: &str) {
+        self.call_page("Page.navigate", json!({ "url": url }));
+    }
+
+    /// Evaluate `expression` in the page and return its value (promises awaited).
+    pub fn eval(&mut self, expression: &str) -> Value {
+        let r = self.call_page(
+            "Runtime.evaluate",
+            json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }),
+        );
+        if let Some(e) = r.get("exceptionDetails") {
+            return json!({ "__exception": e.to_string() });
+        }
+        r["result"]["value"].clone()
+    }
+
+    /// Poll `expression` until it is `true`, or `timeout` passes; returns whether it was.
+    pub fn wait_until(&mut self, expression: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.eval(expression) == json!(true) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Chromium writes the port and the browser endpoint's path to `DevToolsActivePort`.
+fn wait_for_devtools(profile: &Path) -> String {
+    let file = profile.join("DevToolsActivePort");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            let mut lines = text.lines();
+            if let (Some(port), Some(path)) = (lines.next(), lines.next()) {
+                return format!("ws://127.0.0.1:{port}{path}");
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chromium did not open its devtools port"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,162 @@
+//! A fake traffic source on loopback: records every postback it receives and answers
+//! as told — 200, 500, 429, hang, or refuse connections altogether.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How the fake source answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Ok,
+    ServerError,
+    TooManyRequests,
+    /// Accept and never answer.
+    Hang,
+    /// Close the listening socket: connections are refused.
+    Refuse,
+}
+
+#[derive(Debug)]
+struct State {
+    mode: Mode,
+    received: Vec<String>,
+    listener_alive: bool,
+}
+
+/// A running fake source. Stops when dropped.
+#[derive(Debug)]
+pub struct FakeSource {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeSource {
+    /// Start answering 200 on a free loopback port.
+    pub fn start() -> FakeSource {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake source");
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State {
+            mode: Mode::Ok,
+            received: Vec::new(),
+            listener_alive: true,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let source = FakeSource { addr, state, stop };
+        source.spawn_accept(listener);
+        source
+    }
+
+    fn spawn_accept(&self, listener: TcpListener) {
+        let (state, stop) = (self.state.clone(), self.stop.clone());
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if state.lock().unwrap().mode == Mode::Refuse {
+                state.lock().unwrap().listener_alive = false;
+                return; // dropping the listener refuses further connections
+            }
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let state = state.clone();
+                    std::thread::spawn(move || serve(stream, &state));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        });
+    }
+
+    /// Change how requests are answered from now on.
+    pub fn set_mode(&self, mode: Mode) {
+        let revive = {
+            let mut s = self.state.lock().unwrap();
+            s.mode = mode;
+            mode != Mode::Refuse && !s.listener_alive
+        };
+        if revive {
+            // Rebind the same port (std sets SO_REUSEADDR on Unix).
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let listener = loop {
+                match TcpListener::bind(self.addr) {
+                    Ok(l) => break l,
+                    Err(e) if Instant::now() < deadline => {
+                        let _ = e;
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Err(e) => panic!("rebind fake source: {e}"),
+                }
+            };
+            self.state.lock().unwrap().listener_alive = true;
+            self.spawn_accept(listener);
+        } else if mode == Mode::Refuse {
+            // Wait until the accept loop has dropped the listener.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while self.state.lock().unwrap().listener_alive && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    /// Request targets received so far (path and query), answered or not.
+    pub fn received(&self) -> Vec<String> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// Wait until `pred` holds for the received targets, or `timeout` passes.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.received();
+            if pred(&got) || Instant::now() >= deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for FakeSource {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve(stream: TcpStream, state: &Mutex<State>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+    }
+    let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let mode = {
+        let mut s = state.lock().unwrap();
+        s.received.push(target);
+        s.mode
+    };
+    let status = match mode {
+        Mode::Ok => "200 OK",
+        Mode::ServerError => "500 Internal Server Error",
+        Mode::TooManyRequests => "429 Too Many Requests",
+        Mode::Hang => {
+            std::thread::sleep(Duration::from_secs(30));
+            return;
+        }
+        Mode::Refuse => return,
+    };
+    let mut stream = stream;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    );
+}
