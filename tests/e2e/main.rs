@@ -3,6 +3,7 @@
 
 mod config_errors;
 mod foundation;
+mod observability;
 mod pixel;
 mod postbacks;
 mod reports;
