@@ -188,7 +188,7 @@ impl Prometheus {
     fn value(&self, expr: &str) -> f64 {
         self.query(expr)
             .ok()
-            .and_then(|r| r.first().and_then(|s| sample_value(s)))
+            .and_then(|r| r.first().and_then(sample_value))
             .unwrap_or(f64::NAN)
     }
 }
