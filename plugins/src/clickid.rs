@@ -52,7 +52,16 @@ impl ClickId {
 
     /// The 32-character lowercase hex form used everywhere on the wire.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        let mut buf = [0u8; CLICK_ID_HEX_LEN];
+        // Table-driven into a fixed buffer: this runs several times per click, and the
+        // iterator-based `hex::encode` costs an allocation per character pushed.
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (i, b) in self.0.iter().enumerate() {
+            buf[2 * i] = DIGITS[(b >> 4) as usize];
+            buf[2 * i + 1] = DIGITS[(b & 0x0f) as usize];
+        }
+        // Cannot fail: every byte is an ASCII hex digit.
+        String::from_utf8(buf.to_vec()).unwrap_or_default()
     }
 }
 

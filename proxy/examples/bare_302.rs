@@ -14,6 +14,11 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::{Error, ErrorType, Result};
 
+// The same allocator as the clickstamp binary, so the comparison measures clickstamp's
+// own work, not an allocator difference.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Bare302;
 
 #[async_trait]

@@ -244,7 +244,7 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
-            "/healthz" => match self.tracker.store.click_count().await {
+            "/healthz" => match self.tracker.store.ping().await {
                 Ok(_) => reply(
                     StatusCode::OK,
                     "text/plain; charset=utf-8",

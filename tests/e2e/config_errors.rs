@@ -120,3 +120,78 @@ fn serve_refuses_an_invalid_config() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to serve"));
 }
+
+#[test]
+fn check_lints_traffic_source_templates_and_networks() {
+    let config = format!(
+        r#"{SECRETS}
+[[networks]]
+id = "custom-net"
+click_id_param = "sub9"
+macro_style = "not a style"
+
+[[traffic_sources]]
+id = "propeller"
+kind = "propellerads"
+postback_url = "http://ad.propellerads.com/conversion.php?aid=1&visitor_id={{clickid}}&payout=${{PAYOUT}}"
+
+[[traffic_sources]]
+id = "exo"
+kind = "exoclick"
+postback_url = "https://s.exoclick.com/tag.php?goal=abc&tag={{conversions_tracking}}&x={{nonsense_token}}"
+
+[[traffic_sources]]
+id = "mystery"
+kind = "adnetwork-from-mars"
+"#
+    );
+    let (ok, out) = check(&config);
+    assert!(!ok);
+    let line = |key: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!("{key}:")))
+            .unwrap_or_else(|| panic!("no error for {key}:\n{out}"))
+            .to_string()
+    };
+    let propeller = line("traffic_sources[0].postback_url");
+    assert!(
+        propeller.contains("{clickid}"),
+        "names the foreign token: {propeller}"
+    );
+    let exo = line("traffic_sources[1].postback_url");
+    assert!(
+        exo.contains("nonsense_token"),
+        "names the unknown token: {exo}"
+    );
+    assert!(line("traffic_sources[2].kind").contains("adnetwork-from-mars"));
+    assert!(line("networks[0].macro_style").contains("not a style"));
+}
+
+#[test]
+fn postback_url_prints_the_networks_own_macros_and_the_secret() {
+    let dir = TempDir::new("postback-url");
+    let path = dir.0.join("c.toml");
+    let config = format!(
+        "{SECRETS}\n[server]\npublic_url = \"https://trk.example\"\n\n[[networks]]\nid = \"cake\"\nsecret = \"s3cret-value-123\"\n\n[[networks]]\nid = \"sas\"\nkind = \"shareasale\"\n"
+    );
+    std::fs::write(&path, config).unwrap();
+    let run = |net: &str| {
+        let out = Command::new(binary())
+            .args(["postback-url", "--config"])
+            .arg(&path)
+            .args(["--network", net])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(run("cake"), "https://trk.example/postback/cake?cid=#s2#&payout=#price#&txid=#tid#&secret=s3cret-value-123");
+    assert_eq!(
+        run("sas"),
+        "https://trk.example/postback/sas?cid=!!afftrack!!&payout=!!commission!!&txid=!!transID!!"
+    );
+}

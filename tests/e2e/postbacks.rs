@@ -726,3 +726,50 @@ fn kill_9_under_postback_load_loses_no_acknowledged_conversion_and_relays_resume
         );
     }
 }
+
+#[test]
+fn the_operator_cli_fires_a_test_postback_and_lists_journal_and_outbox() {
+    let source = FakeSource::start();
+    let inst = Instance::start(&body(&source, ""));
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(clickstamp_e2e::binary())
+            .args(args)
+            .arg("--config")
+            .arg(&inst.config_path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let run = cli(&["postback-test", "--network", "cake"]);
+    assert!(
+        run.contains("ok: accepted once, duplicate recognised"),
+        "{run}"
+    );
+    assert!(
+        run.contains("\"status\":\"accepted\"") && run.contains("\"status\":\"duplicate\""),
+        "{run}"
+    );
+    let journal = cli(&["journal"]);
+    assert!(
+        journal.contains("accepted") && journal.contains("duplicate"),
+        "{journal}"
+    );
+    source.wait_for(Duration::from_secs(5), |r| !r.is_empty());
+    let mut outbox = String::new();
+    for _ in 0..50 {
+        outbox = cli(&["outbox", "--state", "delivered"]);
+        if outbox.contains("delivered") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        outbox.contains("delivered") && outbox.contains("clickid=postback-test"),
+        "{outbox}"
+    );
+}

@@ -143,7 +143,7 @@ impl Shared {
     }
 
     async fn refresh_gauges(&self) {
-        if let Ok(counts) = self.tracker.store.outbox_counts().await {
+        if let Ok(counts) = self.tracker.store.outbox_backlog().await {
             let in_flight = self.in_flight.lock().len() as i64;
             let g = &self.tracker.metrics.outbox_entries;
             g.with_label_values(&["pending"]).set(counts.pending as i64);

@@ -132,8 +132,14 @@ pub trait Store: Send + Sync {
     /// Outbox entries, newest first, optionally only in `state`.
     async fn outbox(&self, state: Option<&str>, limit: u32) -> Result<Vec<OutboxRow>, StoreError>;
 
-    /// Outbox entries by state.
+    /// Outbox entries by state (counting delivered ones scans them: admin use).
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+
+    /// Pending and dead outbox entries only (cheap; `delivered` is 0).
+    async fn outbox_backlog(&self) -> Result<OutboxCounts, StoreError>;
+
+    /// Whether the store answers reads and its writer is running.
+    async fn ping(&self) -> Result<(), StoreError>;
 
     /// Journal rows matching `filter`, newest first.
     async fn journal(&self, filter: &JournalFilter) -> Result<Vec<JournalRow>, StoreError>;

@@ -101,7 +101,12 @@ fn find_existing(
         .optional()
 }
 
-fn insert_journal(tx: &Transaction<'_>, w: &PostbackWrite, outcome: &str) -> rusqlite::Result<i64> {
+fn insert_journal(
+    tx: &Transaction<'_>,
+    w: &PostbackWrite,
+    outcome: &str,
+    conversion_id: Option<i64>,
+) -> rusqlite::Result<i64> {
     let j = &w.journal;
     let (reason, message, click_id) = match &w.verdict {
         Verdict::Rejected {
@@ -113,8 +118,8 @@ fn insert_journal(tx: &Transaction<'_>, w: &PostbackWrite, outcome: &str) -> rus
     };
     tx.prepare_cached(
         "INSERT INTO postback_journal (ts_ms, network_id, method, remote_ip, raw_query, raw_body, content_type,
-            origin, outcome, reason, message, click_id, replay_of)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            origin, outcome, reason, message, click_id, replay_of, conversion_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         j.ts_ms as i64,
@@ -130,21 +135,9 @@ fn insert_journal(tx: &Transaction<'_>, w: &PostbackWrite, outcome: &str) -> rus
         message,
         click_id,
         j.replay_of,
+        conversion_id,
     ])?;
     Ok(tx.last_insert_rowid())
-}
-
-fn set_journal_outcome(
-    tx: &Transaction<'_>,
-    id: i64,
-    outcome: &str,
-    conversion_id: i64,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "UPDATE postback_journal SET outcome = ?2, conversion_id = ?3 WHERE id = ?1",
-    )?
-    .execute(params![id, outcome, conversion_id])?;
-    Ok(())
 }
 
 fn history(
@@ -180,7 +173,17 @@ fn enqueue(
     Ok(())
 }
 
-/// Journal the postback, then dedup and apply it.
+/// What a converted postback does to the conversions table.
+enum Action {
+    New,
+    UpgradePixel(Existing),
+    Transition(Existing),
+    Duplicate(Existing),
+}
+
+/// Dedup and apply a postback, and journal it — all in the caller's transaction, so
+/// the raw request is on disk exactly when its effects are, and a postback is never
+/// acknowledged without both.
 pub(super) fn apply_postback(
     tx: &Transaction<'_>,
     w: &PostbackWrite,
@@ -188,7 +191,7 @@ pub(super) fn apply_postback(
     let now = w.journal.ts_ms;
     let c = match &w.verdict {
         Verdict::Rejected { .. } => {
-            let journal_id = insert_journal(tx, w, PostbackOutcome::Rejected.as_str())?;
+            let journal_id = insert_journal(tx, w, PostbackOutcome::Rejected.as_str(), None)?;
             return Ok(PostbackCommit {
                 journal_id,
                 outcome: PostbackOutcome::Rejected,
@@ -199,148 +202,148 @@ pub(super) fn apply_postback(
         }
         Verdict::Convert(c) => c,
     };
-    // Journal first: the raw request is in the same transaction as its effects, so
-    // nothing is acknowledged that is not on disk, and nothing is on disk unjournalled.
-    let journal_id = insert_journal(tx, w, "pending")?;
-    let commit = match find_existing(tx, c)? {
-        None => {
+    let action = match find_existing(tx, c)? {
+        None => Action::New,
+        Some(e) if c.origin == "s2s" && e.origin == "pixel" => Action::UpgradePixel(e),
+        Some(e) if c.origin == "s2s" && transition_allowed(&e.status, c.status) => {
+            Action::Transition(e)
+        }
+        Some(e) => Action::Duplicate(e),
+    };
+    let (outcome, conversion_id, status) = match &action {
+        Action::New => {
             tx.prepare_cached(
                 "INSERT INTO conversions (dedup_key, click_id, campaign_id, source_id, network_id, offer_id, event, txid,
                     payout, currency, status, origin, created_ms, updated_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
             )?
             .execute(params![
-                c.dedup_key,
-                c.click_id,
-                c.campaign_id,
-                c.source_id,
-                c.network_id,
-                c.offer_id,
-                c.event,
-                c.txid,
-                c.payout,
-                c.currency,
-                c.status,
-                c.origin,
-                now as i64
+                c.dedup_key, c.click_id, c.campaign_id, c.source_id, c.network_id, c.offer_id, c.event, c.txid,
+                c.payout, c.currency, c.status, c.origin, now as i64
             ])?;
-            let id = tx.last_insert_rowid();
-            history(tx, id, now, c.status, c.payout, c.origin, journal_id)?;
-            let relayed = match &c.relay_url {
-                // A conversion that starts out rejected is never announced to the source.
-                Some(url) if c.status != "rejected" && c.status != "chargeback" => {
-                    enqueue(tx, id, c, url, "conversion", now)?;
-                    true
-                }
-                _ => false,
-            };
-            PostbackCommit {
-                journal_id,
-                outcome: PostbackOutcome::Accepted,
-                conversion_id: Some(id),
-                status: Some(c.status.to_string()),
-                relayed,
-            }
+            (
+                PostbackOutcome::Accepted,
+                tx.last_insert_rowid(),
+                c.status.to_string(),
+            )
         }
-        Some(existing) if c.origin == "s2s" && existing.origin == "pixel" => {
-            upgrade_pixel(tx, c, &existing, journal_id, now)?
+        Action::UpgradePixel(e) => {
+            // S2S is authoritative: the conversion takes the S2S key, payout and status.
+            tx.prepare_cached(
+                "UPDATE conversions SET dedup_key = ?2, origin = 's2s', txid = COALESCE(?3, txid), network_id = COALESCE(?4, network_id),
+                    payout = COALESCE(?5, payout), currency = COALESCE(?6, currency), status = ?7, updated_ms = ?8 WHERE id = ?1",
+            )?
+            .execute(params![e.id, c.dedup_key, c.txid, c.network_id, c.payout, c.currency, c.status, now as i64])?;
+            (PostbackOutcome::StatusChanged, e.id, c.status.to_string())
         }
-        Some(existing) if c.origin == "s2s" && transition_allowed(&existing.status, c.status) => {
+        Action::Transition(e) => {
             tx.prepare_cached(
                 "UPDATE conversions SET status = ?2, payout = COALESCE(?3, payout), currency = COALESCE(?4, currency), updated_ms = ?5 WHERE id = ?1",
             )?
-            .execute(params![existing.id, c.status, c.payout, c.currency, now as i64])?;
+            .execute(params![e.id, c.status, c.payout, c.currency, now as i64])?;
+            (PostbackOutcome::StatusChanged, e.id, c.status.to_string())
+        }
+        Action::Duplicate(e) => {
+            tx.prepare_cached("UPDATE conversions SET duplicates = duplicates + 1 WHERE id = ?1")?
+                .execute([e.id])?;
+            (PostbackOutcome::Duplicate, e.id, e.status.clone())
+        }
+    };
+    let journal_id = insert_journal(tx, w, outcome.as_str(), Some(conversion_id))?;
+    let relayed = match &action {
+        Action::New => {
             history(
                 tx,
-                existing.id,
+                conversion_id,
                 now,
                 c.status,
                 c.payout,
                 c.origin,
                 journal_id,
             )?;
-            let relayed = match &c.relay_url {
-                Some(url) if c.relay_status_changes => {
-                    enqueue(tx, existing.id, c, url, "status", now)?;
+            match &c.relay_url {
+                // A conversion that starts out rejected is never announced to the source.
+                Some(url) if c.status != "rejected" && c.status != "chargeback" => {
+                    enqueue(tx, conversion_id, c, url, "conversion", now)?;
                     true
                 }
                 _ => false,
-            };
-            PostbackCommit {
-                journal_id,
-                outcome: PostbackOutcome::StatusChanged,
-                conversion_id: Some(existing.id),
-                status: Some(c.status.to_string()),
-                relayed,
             }
         }
-        Some(existing) => {
-            tx.prepare_cached("UPDATE conversions SET duplicates = duplicates + 1 WHERE id = ?1")?
-                .execute([existing.id])?;
-            PostbackCommit {
+        Action::UpgradePixel(e) => {
+            history(
+                tx,
+                conversion_id,
+                now,
+                c.status,
+                c.payout,
+                "s2s",
                 journal_id,
-                outcome: PostbackOutcome::Duplicate,
-                conversion_id: Some(existing.id),
-                status: Some(existing.status),
-                relayed: false,
+            )?;
+            relay_upgrade(tx, c, e, now)?
+        }
+        Action::Transition(_) => {
+            history(
+                tx,
+                conversion_id,
+                now,
+                c.status,
+                c.payout,
+                c.origin,
+                journal_id,
+            )?;
+            match &c.relay_url {
+                Some(url) if c.relay_status_changes => {
+                    enqueue(tx, conversion_id, c, url, "status", now)?;
+                    true
+                }
+                _ => false,
             }
         }
+        Action::Duplicate(_) => false,
     };
-    set_journal_outcome(
-        tx,
+    Ok(PostbackCommit {
         journal_id,
-        commit.outcome.as_str(),
-        commit.conversion_id.unwrap_or_default(),
-    )?;
-    Ok(commit)
+        outcome,
+        conversion_id: Some(conversion_id),
+        status: Some(status),
+        relayed,
+    })
 }
 
-/// S2S arrives for a conversion the pixel reported first: S2S is authoritative. The
-/// conversion takes the S2S key, payout and status. Its relay is not repeated: a relay
-/// still held in the grace period is rewritten with the S2S figures and released now;
-/// one already sent is followed only by a status change, where the source takes those.
-fn upgrade_pixel(
+/// The relay of a pixel conversion that S2S just upgraded is not repeated: a relay still
+/// held in the grace period is rewritten with the S2S figures and released now; one
+/// already sent is followed only by a status change, where the source takes those.
+fn relay_upgrade(
     tx: &Transaction<'_>,
     c: &ConversionCandidate,
     existing: &Existing,
-    journal_id: i64,
     now: u64,
-) -> rusqlite::Result<PostbackCommit> {
-    tx.prepare_cached(
-        "UPDATE conversions SET dedup_key = ?2, origin = 's2s', txid = COALESCE(?3, txid), network_id = COALESCE(?4, network_id),
-            payout = COALESCE(?5, payout), currency = COALESCE(?6, currency), status = ?7, updated_ms = ?8 WHERE id = ?1",
-    )?
-    .execute(params![existing.id, c.dedup_key, c.txid, c.network_id, c.payout, c.currency, c.status, now as i64])?;
-    history(tx, existing.id, now, c.status, c.payout, "s2s", journal_id)?;
-    let mut relayed = false;
-    if let Some(url) = &c.relay_url {
-        let held = tx
-            .prepare_cached("UPDATE outbox SET url = ?2, next_attempt_ms = ?3 WHERE conversion_id = ?1 AND state = 'pending' AND attempts = 0")?
-            .execute(params![existing.id, url, now as i64])?;
-        if held > 0 {
-            relayed = true;
-        } else if existing.status != c.status && c.relay_status_changes {
-            enqueue(
-                tx,
-                existing.id,
-                &ConversionCandidate {
-                    relay_not_before_ms: None,
-                    ..c.clone()
-                },
-                url,
-                "status",
-                now,
-            )?;
-            relayed = true;
-        }
+) -> rusqlite::Result<bool> {
+    let Some(url) = &c.relay_url else {
+        return Ok(false);
+    };
+    let held = tx
+        .prepare_cached("UPDATE outbox SET url = ?2, next_attempt_ms = ?3 WHERE conversion_id = ?1 AND state = 'pending' AND attempts = 0")?
+        .execute(params![existing.id, url, now as i64])?;
+    if held > 0 {
+        return Ok(true);
     }
-    Ok(PostbackCommit {
-        journal_id,
-        outcome: PostbackOutcome::StatusChanged,
-        conversion_id: Some(existing.id),
-        status: Some(c.status.to_string()),
-        relayed,
-    })
+    if existing.status != c.status && c.relay_status_changes {
+        enqueue(
+            tx,
+            existing.id,
+            &ConversionCandidate {
+                relay_not_before_ms: None,
+                ..c.clone()
+            },
+            url,
+            "status",
+            now,
+        )?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 pub(super) fn record_delivery(tx: &Transaction<'_>, d: &DeliveryResult) -> rusqlite::Result<()> {

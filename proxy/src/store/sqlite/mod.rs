@@ -38,7 +38,10 @@ struct Job {
 pub struct SqliteStore {
     queue: mpsc::Sender<Job>,
     durability: Durability,
+    /// Reads on the request path (click lookups): never shares a lock with listings.
     reader: Mutex<Connection>,
+    /// Reads for the outbox worker and the admin API, which may scan.
+    admin_reader: Mutex<Connection>,
     recent: Mutex<LruCache<ClickId, StoredClick>>,
 }
 
@@ -54,11 +57,15 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         }
         let writer = open_writer(path, config.sync).map_err(|e| open_err(e.to_string()))?;
-        let reader = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| open_err(e.to_string()))?;
+        let open_reader = || {
+            Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| open_err(e.to_string()))
+        };
+        let reader = open_reader()?;
+        let admin_reader = open_reader()?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let batch_max = config.batch_max;
         std::thread::Builder::new()
@@ -75,6 +82,7 @@ impl SqliteStore {
             queue: tx,
             durability: config.durability,
             reader: Mutex::new(reader),
+            admin_reader: Mutex::new(admin_reader),
             recent: Mutex::new(LruCache::new(cache)),
         })
     }
@@ -302,7 +310,7 @@ impl Store for SqliteStore {
     }
 
     async fn click_count(&self) -> Result<u64, StoreError> {
-        Ok(read::click_count(&self.reader.lock())?)
+        Ok(read::click_count(&self.admin_reader.lock())?)
     }
 
     async fn due_outbox(
@@ -312,7 +320,7 @@ impl Store for SqliteStore {
         in_flight: &[i64],
     ) -> Result<Vec<OutboxRow>, StoreError> {
         Ok(read::due_outbox(
-            &self.reader.lock(),
+            &self.admin_reader.lock(),
             now_ms,
             limit,
             in_flight,
@@ -320,25 +328,39 @@ impl Store for SqliteStore {
     }
 
     async fn outbox(&self, state: Option<&str>, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
-        Ok(read::outbox(&self.reader.lock(), state, limit)?)
+        Ok(read::outbox(&self.admin_reader.lock(), state, limit)?)
     }
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
-        Ok(read::outbox_counts(&self.reader.lock())?)
+        Ok(read::outbox_counts(&self.admin_reader.lock(), true)?)
+    }
+
+    async fn outbox_backlog(&self) -> Result<OutboxCounts, StoreError> {
+        Ok(read::outbox_counts(&self.admin_reader.lock(), false)?)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.queue.is_closed() {
+            return Err(StoreError::WriterGone);
+        }
+        Ok(read::ping(&self.admin_reader.lock())?)
     }
 
     async fn journal(&self, filter: &JournalFilter) -> Result<Vec<JournalRow>, StoreError> {
-        Ok(read::journal(&self.reader.lock(), filter)?)
+        Ok(read::journal(&self.admin_reader.lock(), filter)?)
     }
 
     async fn journal_entry(&self, id: i64) -> Result<Option<JournalRow>, StoreError> {
-        Ok(read::journal_entry(&self.reader.lock(), id)?)
+        Ok(read::journal_entry(&self.admin_reader.lock(), id)?)
     }
 
     async fn conversions_for_click(
         &self,
         click_id: &str,
     ) -> Result<Vec<ConversionRow>, StoreError> {
-        Ok(read::conversions_for_click(&self.reader.lock(), click_id)?)
+        Ok(read::conversions_for_click(
+            &self.admin_reader.lock(),
+            click_id,
+        )?)
     }
 }

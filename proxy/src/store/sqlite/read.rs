@@ -96,20 +96,35 @@ pub(super) fn outbox(
     rows.collect()
 }
 
-pub(super) fn outbox_counts(conn: &Connection) -> rusqlite::Result<OutboxCounts> {
-    let mut counts = OutboxCounts::default();
-    let mut stmt = conn.prepare_cached("SELECT state, count(*) FROM outbox GROUP BY state")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let n = r.get::<_, i64>(1)? as u64;
-        match r.get::<_, String>(0)?.as_str() {
-            "pending" => counts.pending = n,
-            "delivered" => counts.delivered = n,
-            "dead" => counts.dead = n,
-            _ => {}
-        }
-    }
-    Ok(counts)
+/// Counts per state, each an index range on `outbox_due`. Pending and dead are small
+/// (the backlog); delivered grows forever, so it is counted only when asked for.
+pub(super) fn outbox_counts(
+    conn: &Connection,
+    include_delivered: bool,
+) -> rusqlite::Result<OutboxCounts> {
+    let mut stmt = conn.prepare_cached("SELECT count(*) FROM outbox WHERE state = ?1")?;
+    let mut count = |state: &str| {
+        stmt.query_row([state], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+    };
+    Ok(OutboxCounts {
+        pending: count("pending")?,
+        dead: count("dead")?,
+        delivered: if include_delivered {
+            count("delivered")?
+        } else {
+            0
+        },
+    })
+}
+
+/// A cheap read that proves the database answers.
+pub(super) fn ping(conn: &Connection) -> rusqlite::Result<()> {
+    conn.query_row(
+        "SELECT count(*) FROM (SELECT 1 FROM clicks LIMIT 1)",
+        [],
+        |_| Ok(()),
+    )
 }
 
 const JOURNAL_COLUMNS: &str =
