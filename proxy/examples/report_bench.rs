@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p clickstamp --example report_bench [-- --clicks N --conversions N --keep FILE]
+//! cargo run --release -p clickstamp --example report_bench -- --existing FILE   # time reports on a kept store
 //! ```
 
 use clickstamp::report::{self, Catalog, ReportParams};
@@ -21,6 +22,7 @@ struct Args {
     clicks: u64,
     conversions: u64,
     keep: Option<PathBuf>,
+    existing: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -28,6 +30,7 @@ fn args() -> Args {
         clicks: 1_000_000,
         conversions: 30_000,
         keep: None,
+        existing: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -36,6 +39,7 @@ fn args() -> Args {
             "--clicks" => a.clicks = value.parse().expect("--clicks N"),
             "--conversions" => a.conversions = value.parse().expect("--conversions N"),
             "--keep" => a.keep = Some(PathBuf::from(value)),
+            "--existing" => a.existing = Some(PathBuf::from(value)),
             other => panic!("unknown flag {other}; see the doc comment"),
         }
     }
@@ -154,20 +158,36 @@ fn main() {
     let a = args();
     let dir = std::env::temp_dir().join(format!("clickstamp-report-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = a.keep.clone().unwrap_or_else(|| dir.join("bench.sqlite"));
-    let _ = std::fs::remove_file(&path);
+    let path = a
+        .existing
+        .clone()
+        .or(a.keep.clone())
+        .unwrap_or_else(|| dir.join("bench.sqlite"));
+    if a.existing.is_none() {
+        let _ = std::fs::remove_file(&path);
+    }
     let end_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_millis() as i64;
     let started = Instant::now();
-    {
+    let end_ms = match &a.existing {
+        // A kept store ends when its last click was generated.
+        Some(_) => Connection::open(&path)
+            .and_then(|c| c.query_row("SELECT max(ts_ms) FROM clicks", [], |r| r.get(0)))
+            .expect("read the kept store"),
+        None => end_ms,
+    };
+    if a.existing.is_none() {
         let conn = Connection::open(&path).expect("create the store");
         conn.pragma_update(None, "journal_mode", "WAL")
             .expect("WAL");
         build(&conn, a.clicks, a.conversions, end_ms).expect("generate rows");
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); ANALYZE;")
             .expect("checkpoint");
+    }
+    {
+        let conn = Connection::open(&path).expect("open the store");
         let (c, v, o): (i64, i64, i64) = conn
             .query_row(
                 "SELECT (SELECT count(*) FROM clicks), (SELECT count(*) FROM conversions), (SELECT count(*) FROM outbound_clicks)",
@@ -177,7 +197,7 @@ fn main() {
             .expect("count rows");
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         println!(
-            "store: {c} clicks, {v} conversions, {o} outbound clicks, {:.0} MB, built in {:.1}s ({})",
+            "store: {c} clicks, {v} conversions, {o} outbound clicks, {:.0} MB, ready in {:.1}s ({})",
             size as f64 / 1e6,
             started.elapsed().as_secs_f64(),
             path.display()
@@ -234,7 +254,7 @@ fn main() {
             t.as_secs_f64() * 1e3
         );
     }
-    if a.keep.is_none() {
+    if a.keep.is_none() && a.existing.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

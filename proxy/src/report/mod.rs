@@ -10,7 +10,8 @@
 //! - **clicks**: clicks recorded (landing views that minted a click, and direct-link
 //!   clicks from `/go`). Reloads with the click cookie are not clicks.
 //! - **unique_clicks**: distinct visitors among those clicks, a visitor being the pair
-//!   (IP address, User-Agent). Counted within each row, so rows do not add up to the
+//!   (IP address, User-Agent), compared by a 64-bit keyed hash (a million visitors
+//!   come out one short with probability about 1 in 37 million). Counted within each row, so rows do not add up to the
 //!   total (one visitor can be in several rows); the total is its own distinct count.
 //! - **conversions**: conversions of those clicks whose current status is `approved` or
 //!   `pending`. Rejected ones and chargebacks are excluded, so a chargeback takes its
@@ -191,6 +192,8 @@ pub fn open_read_only(path: &Path) -> Result<Connection, ReportError> {
         reason: e.to_string(),
     })?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    // Read pages through a memory map rather than a copy per page read.
+    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
     Ok(conn)
 }
 
