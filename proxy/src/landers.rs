@@ -14,6 +14,8 @@ pub struct LanderFile {
     pub body: Vec<u8>,
     pub content_type: &'static str,
     pub etag: String,
+    /// `Last-Modified` value (HTTP date), when the file system knows the time.
+    pub last_modified: Option<String>,
 }
 
 /// Why a lander could not be served.
@@ -62,13 +64,13 @@ pub async fn read(path: &Path) -> Result<LanderFile, LanderError> {
     let body = tokio::fs::read(path)
         .await
         .map_err(|_| LanderError::NotFound)?;
-    let mtime = meta
-        .modified()
-        .ok()
+    let modified = meta.modified().ok();
+    let mtime = modified
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
     Ok(LanderFile {
         content_type: content_type(path),
+        last_modified: modified.map(httpdate::fmt_http_date),
         etag: format!("\"{:x}-{:x}\"", body.len(), mtime),
         body,
     })
@@ -95,6 +97,17 @@ pub fn content_type(path: &Path) -> &'static str {
         "woff2" => "font/woff2",
         "wasm" => "application/wasm",
         "txt" => "text/plain; charset=utf-8",
+        "xml" => "application/xml",
+        "pdf" => "application/pdf",
+        "avif" => "image/avif",
+        "woff" => "font/woff",
+        "ttf" => "font/ttf",
+        "otf" => "font/otf",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "mp3" => "audio/mpeg",
+        "map" => "application/json",
+        "webmanifest" => "application/manifest+json",
         _ => "application/octet-stream",
     }
 }
@@ -105,6 +118,18 @@ pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
         let t = t.trim();
         t == "*" || t.trim_start_matches("W/") == etag
     })
+}
+
+/// Whether a file last modified at `last_modified` (an HTTP date) is unchanged since
+/// `if_modified_since`. An unparsable date never matches (the file is sent).
+pub fn not_modified_since(if_modified_since: &str, last_modified: &str) -> bool {
+    match (
+        httpdate::parse_http_date(if_modified_since.trim()),
+        httpdate::parse_http_date(last_modified),
+    ) {
+        (Ok(since), Ok(modified)) => modified <= since,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +149,15 @@ mod tests {
         ] {
             assert!(resolve(&root, bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn modified_since() {
+        let t = "Wed, 21 Oct 2015 07:28:00 GMT";
+        assert!(not_modified_since(t, t));
+        assert!(not_modified_since("Thu, 22 Oct 2015 07:28:00 GMT", t));
+        assert!(!not_modified_since("Tue, 20 Oct 2015 07:28:00 GMT", t));
+        assert!(!not_modified_since("garbage", t));
     }
 
     #[test]

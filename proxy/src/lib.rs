@@ -13,6 +13,8 @@ pub mod outbox;
 pub mod pixel;
 pub mod postback;
 pub mod report;
+pub mod rewrite;
 pub mod service;
 pub mod store;
+pub mod tls;
 pub mod tracker;

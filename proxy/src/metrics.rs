@@ -51,6 +51,12 @@ pub struct Metrics {
     pub delivery_seconds: HistogramVec,
     /// Relays that could not be rendered (the conversion is kept), by source.
     pub relay_render_failures: IntCounterVec,
+    /// Landing pages whose HTML rewriting stopped early (the rest passed through), by campaign.
+    pub html_rewrite_failures: IntCounterVec,
+    /// Proxied landing responses by campaign and action (`rewritten` or `skipped_*`).
+    pub html_responses: IntCounterVec,
+    /// Link attributes stamped, by campaign.
+    pub links_stamped: IntCounterVec,
 }
 
 impl Metrics {
@@ -193,7 +199,25 @@ impl Metrics {
             "Conversions whose relay could not be rendered (kept, not relayed).",
             &["source"],
         );
+        let html_rewrite_failures = counter_vec(
+            "clickstamp_html_rewrite_failures_total",
+            "Landing pages whose rewriting stopped early; the rest of the page passed through unmodified.",
+            &["campaign"],
+        );
+        let html_responses = counter_vec(
+            "clickstamp_html_responses_total",
+            "Proxied landing responses by action (rewritten, or skipped and why).",
+            &["campaign", "action"],
+        );
+        let links_stamped = counter_vec(
+            "clickstamp_links_stamped_total",
+            "Link attributes given the visitor's click ID.",
+            &["campaign"],
+        );
         Metrics {
+            html_rewrite_failures,
+            html_responses,
+            links_stamped,
             registry,
             postbacks,
             postback_rejections,

@@ -4,6 +4,8 @@
 
 use crate::config::Origin;
 use crate::landers;
+use crate::rewrite::hooks::LandingVisit;
+use crate::rewrite::{LandingHooks, LandingPage};
 use crate::tracker::go::GoOutcome;
 use crate::tracker::route::{label, route, Route};
 use crate::tracker::visit::{forwarded_client_ip, is_page_view, Visit};
@@ -12,7 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,18 +28,26 @@ pub struct RequestCtx {
     outcome: &'static str,
     set_cookie: Option<String>,
     upstream: Option<UpstreamTarget>,
+    /// The landing visit of a proxied page (campaign and click), for the response side.
+    landing: Option<LandingVisit>,
+    /// The page being rewritten, once its response header said so.
+    page: Option<LandingPage>,
 }
 
 #[derive(Debug)]
 struct UpstreamTarget {
     addr: SocketAddr,
+    tls: bool,
+    verify_tls: bool,
     host_header: String,
+    sni: String,
     path_and_query: String,
 }
 
 /// clickstamp's main-listener service.
 pub struct MainService {
     tracker: Arc<Tracker>,
+    hooks: LandingHooks,
     pixel_limiter: crate::pixel::rate::RateLimiter,
 }
 
@@ -45,12 +55,22 @@ impl MainService {
     /// The service over a shared tracker.
     pub fn new(tracker: Arc<Tracker>) -> Self {
         let per_minute = tracker.config.pixel.rate_limit_per_minute;
+        let hooks = LandingHooks::new(tracker.clone());
         MainService {
             tracker,
+            hooks,
             pixel_limiter: crate::pixel::rate::RateLimiter::new(per_minute, 100_000),
         }
     }
 }
+
+/// The page a visitor sees when the landing page's origin cannot be reached. Their
+/// click is already recorded (and their cookie is set with this page).
+const ORIGIN_DOWN_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\">\
+<title>Temporarily unavailable</title></head><body>\
+<h1>This page is temporarily unavailable</h1>\
+<p>The site behind this link did not answer. Please try again in a moment.</p>\
+</body></html>\n";
 
 /// Write a complete response. HEAD gets the headers only.
 pub async fn respond(
@@ -263,6 +283,7 @@ impl MainService {
         ctx: &mut RequestCtx,
         root: &std::path::Path,
         rest: &str,
+        stamp: Option<(usize, clickstamp_plugins::ClickId)>,
     ) -> Result<()> {
         let path = match landers::resolve(root, rest) {
             Ok(p) => p,
@@ -295,10 +316,24 @@ impl MainService {
             }
         };
         let cookie = ctx.set_cookie.take();
-        let mut headers = vec![
-            ("Content-Type", file.content_type),
-            ("ETag", file.etag.as_str()),
-        ];
+        let is_head = session.req_header().method == http::Method::HEAD;
+        // HTML pages get the same stamping as proxied ones (the whole file is in memory
+        // already); the ETag is weakened because the bytes differ from the file's.
+        let mut body = file.body;
+        let mut etag = file.etag.clone();
+        if let Some((campaign, click_id)) = stamp.filter(|_| !is_head) {
+            if let Some(stamped) =
+                self.hooks
+                    .rewrite_static(campaign, &click_id, file.content_type, &body)
+            {
+                body = stamped;
+                etag = format!("W/{etag}");
+            }
+        }
+        let mut headers = vec![("Content-Type", file.content_type), ("ETag", etag.as_str())];
+        if let Some(lm) = &file.last_modified {
+            headers.push(("Last-Modified", lm.as_str()));
+        }
         if let Some(c) = &cookie {
             headers.push(("Set-Cookie", c.as_str()));
             // A page that set a click cookie must not be served from a shared cache.
@@ -306,12 +341,19 @@ impl MainService {
         } else {
             headers.push(("Cache-Control", "no-cache"));
         }
-        let not_modified = session
-            .req_header()
-            .headers
+        let req_headers = &session.req_header().headers;
+        let if_none_match = req_headers
             .get("if-none-match")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| landers::etag_matches(v, &file.etag));
+            .and_then(|v| v.to_str().ok());
+        // If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
+        let not_modified = match if_none_match {
+            Some(v) => landers::etag_matches(v, &file.etag),
+            None => req_headers
+                .get("if-modified-since")
+                .and_then(|v| v.to_str().ok())
+                .zip(file.last_modified.as_deref())
+                .is_some_and(|(since, lm)| landers::not_modified_since(since, lm)),
+        };
         if not_modified {
             ctx.outcome = "not_modified";
             let mut resp = ResponseHeader::build(304, Some(headers.len()))?;
@@ -323,7 +365,16 @@ impl MainService {
             return session.write_response_header(Box::new(resp), true).await;
         }
         ctx.outcome = "served";
-        respond(session, 200, &headers, Bytes::from(file.body)).await
+        if is_head {
+            // HEAD: the headers a GET would get, Content-Length included, no body.
+            let mut resp = ResponseHeader::build(200, Some(headers.len() + 1))?;
+            for (k, v) in &headers {
+                resp.append_header(*k, *v)?;
+            }
+            resp.insert_header("Content-Length", body.len().to_string())?;
+            return session.write_response_header(Box::new(resp), true).await;
+        }
+        respond(session, 200, &headers, Bytes::from(body)).await
     }
 }
 
@@ -354,6 +405,8 @@ impl ProxyHttp for MainService {
             outcome: "unknown",
             set_cookie: None,
             upstream: None,
+            landing: None,
+            page: None,
         }
     }
 
@@ -393,10 +446,14 @@ impl ProxyHttp for MainService {
                     .headers
                     .get("sec-fetch-dest")
                     .and_then(|v| v.to_str().ok());
+                let mut click_id = None;
                 if is_page_view(&method, &path, dest) {
                     let visit = self.visit(session);
                     match self.tracker.landing_click(campaign, &visit).await {
-                        Ok(click) => ctx.set_cookie = click.set_cookie,
+                        Ok(click) => {
+                            ctx.set_cookie = click.set_cookie;
+                            click_id = Some(click.click_id);
+                        }
                         Err(e) => {
                             ctx.outcome = "store_unavailable";
                             tracing::error!(error = %e, "click not recorded");
@@ -414,14 +471,30 @@ impl ProxyHttp for MainService {
                 match &self.tracker.config.campaigns[campaign].origin {
                     Origin::Landers { root } => {
                         let root = root.clone();
-                        self.serve_lander(session, ctx, &root, &rest).await?;
+                        let click_id = click_id
+                            .or_else(|| self.hooks.cookie_click(campaign, session.req_header()));
+                        let stamp = click_id.map(|c| (campaign, c));
+                        self.serve_lander(session, ctx, &root, &rest, stamp).await?;
                         Ok(true)
                     }
                     Origin::Upstream {
                         addr,
+                        tls,
+                        verify_tls,
                         host_header,
+                        sni,
                         base_path,
                     } => {
+                        if click_id.is_none() {
+                            // An asset or sub-request: stamp with the visitor's existing click.
+                            click_id = self.hooks.cookie_click(campaign, session.req_header());
+                        }
+                        ctx.landing = Some(LandingVisit {
+                            campaign,
+                            click_id,
+                            set_cookie: ctx.set_cookie.take(),
+                            rest: rest.clone(),
+                        });
                         let query = session
                             .req_header()
                             .uri
@@ -430,7 +503,10 @@ impl ProxyHttp for MainService {
                             .unwrap_or_default();
                         ctx.upstream = Some(UpstreamTarget {
                             addr: *addr,
+                            tls: *tls,
+                            verify_tls: *verify_tls,
                             host_header: host_header.clone(),
+                            sni: sni.clone(),
                             path_and_query: format!("{base_path}{rest}{query}"),
                         });
                         ctx.outcome = "proxied";
@@ -458,11 +534,16 @@ impl ProxyHttp for MainService {
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         match &ctx.upstream {
-            Some(t) => Ok(Box::new(HttpPeer::new(
-                t.addr,
-                false,
-                t.host_header.clone(),
-            ))),
+            Some(t) => {
+                // Peers are pooled by address + TLS + SNI: keep-alive connections to the
+                // origin are reused across visitors.
+                let mut peer = HttpPeer::new(t.addr, t.tls, t.sni.clone());
+                peer.options.verify_cert = t.verify_tls;
+                peer.options.verify_hostname = t.verify_tls;
+                peer.options.connection_timeout = Some(std::time::Duration::from_secs(5));
+                peer.options.read_timeout = Some(std::time::Duration::from_secs(30));
+                Ok(Box::new(peer))
+            }
             None => Err(Error::explain(
                 ErrorType::InternalError,
                 "no upstream chosen for this request",
@@ -483,19 +564,85 @@ impl ProxyHttp for MainService {
             upstream_request.set_uri(uri);
             upstream_request.insert_header("Host", t.host_header.as_str())?;
         }
+        if let Some(visit) = &ctx.landing {
+            self.hooks
+                .upstream_request(visit.campaign, upstream_request)?;
+        }
         Ok(())
     }
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         if let Some(cookie) = ctx.set_cookie.take() {
             resp.append_header("Set-Cookie", cookie)?;
         }
+        if let Some(visit) = ctx.landing.as_mut() {
+            ctx.page = self.hooks.on_response(session, visit, resp)?;
+        }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Some(page) = &ctx.page {
+            self.hooks.on_body(page, body, end_of_stream)?;
+        }
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy {
+        // Once the response has started, nothing more can be said to the client.
+        if session.response_written().is_some() || ctx.upstream.is_none() {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
+        let cookie = ctx
+            .landing
+            .as_mut()
+            .and_then(|v| v.set_cookie.take())
+            .or_else(|| ctx.set_cookie.take());
+        let mut headers = vec![
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Cache-Control", "no-store"),
+            ("Retry-After", "5"),
+        ];
+        if let Some(c) = &cookie {
+            headers.push(("Set-Cookie", c.as_str()));
+        }
+        ctx.outcome = "origin_error";
+        tracing::warn!(route = ctx.route, error = %e, "landing origin unreachable");
+        let status = match e.etype() {
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
+            _ => 502,
+        };
+        let _ = respond(
+            session,
+            status,
+            &headers,
+            Bytes::from_static(ORIGIN_DOWN_PAGE.as_bytes()),
+        )
+        .await;
+        FailToProxy {
+            error_code: status,
+            // The request body (if any) was never read: do not reuse the connection.
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {

@@ -3,8 +3,10 @@
 
 mod config_errors;
 mod foundation;
+mod landing;
 mod observability;
 mod pixel;
 mod postbacks;
 mod reports;
 mod sdk_browser;
+mod tls;

@@ -6,10 +6,12 @@ pub mod browser;
 pub mod fake_source;
 pub mod http;
 pub mod instance;
+pub mod origin;
 
 pub use fake_source::{FakeSource, Mode};
 pub use http::{get, request, Response};
 pub use instance::{binary, Instance, TempDir};
+pub use origin::{OriginServer, Reply};
 
 /// True when running under CI (`CI=true`): a missing system program is then a failure,
 /// not a skip.

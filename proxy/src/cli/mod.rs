@@ -99,6 +99,16 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Report(args) => crate::report::cli::run(&args),
         Command::Check { config } => match config::load(&config) {
+            Ok(c)
+                if c.tls
+                    .as_ref()
+                    .is_some_and(|t| crate::tls::resolver(t).is_err()) =>
+            {
+                if let Some(Err(e)) = c.tls.as_ref().map(crate::tls::resolver) {
+                    eprintln!("{}: {e} (fix: use PEM files holding the certificate chain and its private key)", config.display());
+                }
+                ExitCode::from(2)
+            }
             Ok(c) => {
                 println!(
                     "{}: ok ({} campaigns, {} offers, {} networks, {} traffic sources)",
@@ -296,6 +306,15 @@ fn serve(config: Config) -> ExitCode {
         "clickstamp main",
     );
     main.add_tcp(&config.server.listen.to_string());
+    if let Some(tls) = &config.tls {
+        match crate::tls::settings(tls) {
+            Ok(settings) => main.add_tls_with_settings(&tls.listen.to_string(), None, settings),
+            Err(e) => {
+                eprintln!("clickstamp: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     let mut admin = pingora::services::listening::Service::new(
         "clickstamp admin".to_string(),
         pingora::apps::http_app::HttpServer::new_app(admin::AdminApp::new(tracker.clone())),

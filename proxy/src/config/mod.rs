@@ -96,6 +96,28 @@ pub struct Config {
     pub postbacks: PostbackConfig,
     pub outbox: OutboxConfig,
     pub pixel: PixelConfig,
+    /// TLS on the main listener, when configured.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[tls]`: the main listener also answers HTTPS here.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Address of the HTTPS listener (the plain `server.listen` stays).
+    pub listen: SocketAddr,
+    /// Certificates; the first is served when the client's SNI matches none.
+    pub certificates: Vec<Certificate>,
+}
+
+/// `[[tls.certificates]]`
+#[derive(Debug, Clone)]
+pub struct Certificate {
+    /// SNI host names this certificate serves (lowercase).
+    pub hosts: Vec<String>,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// `[pixel]`: browser conversions on `/px`.
@@ -270,6 +292,8 @@ pub struct Offer {
     /// Whether one click may convert several times for the same event (rebills,
     /// upsells) when each postback carries its own txid.
     pub multiple_conversions: bool,
+    /// Extra patterns whose links count as this offer's (`offers[].match`).
+    pub match_urls: Vec<String>,
 }
 
 /// Where a campaign's landing pages come from.
@@ -278,7 +302,14 @@ pub enum Origin {
     /// An HTTP upstream.
     Upstream {
         addr: SocketAddr,
+        /// Connect with TLS (an `https://` upstream).
+        tls: bool,
+        /// Verify the upstream's certificate and hostname (`origin.verify_tls`).
+        verify_tls: bool,
+        /// The `Host` header sent upstream (`host[:port]` as written in the URL).
         host_header: String,
+        /// The TLS server name (the URL's host, without port).
+        sni: String,
         /// Path prefix on the upstream that the campaign path maps to.
         base_path: String,
     },
@@ -304,4 +335,6 @@ pub struct Campaign {
     pub cost: Option<f64>,
     /// Whether `/go` may mint a click for a visitor who never saw the landing page.
     pub direct_linking: bool,
+    /// How its HTML pages are rewritten (`campaigns[].rewrite`).
+    pub rewrite: crate::rewrite::RewriteSettings,
 }

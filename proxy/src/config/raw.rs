@@ -27,6 +27,24 @@ pub struct RawConfig {
     pub outbox: RawOutbox,
     #[serde(default)]
     pub pixel: RawPixel,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub certificates: Vec<RawCertificate>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +155,9 @@ pub struct RawOffer {
     pub payout: Option<f64>,
     pub currency: Option<String>,
     pub multiple_conversions: Option<bool>,
+    /// Extra `host/path` patterns (or URLs) whose links count as this offer's.
+    #[serde(default, rename = "match")]
+    pub match_urls: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +174,21 @@ pub struct RawCampaign {
     pub attribution_window: Option<String>,
     pub cost: Option<f64>,
     pub direct_linking: Option<bool>,
+    #[serde(default)]
+    pub rewrite: RawRewrite,
+}
+
+/// `campaigns[].rewrite`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRewrite {
+    pub enabled: Option<bool>,
+    pub links: Option<String>,
+    pub inject_sdk: Option<bool>,
+    pub sdk_src: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub max_memory_bytes: Option<usize>,
+    pub recompress: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,4 +203,6 @@ pub struct RawOfferRef {
 pub struct RawOrigin {
     pub upstream: Option<String>,
     pub landers: Option<String>,
+    /// For an https upstream: verify its certificate (default true).
+    pub verify_tls: Option<bool>,
 }

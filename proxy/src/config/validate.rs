@@ -54,6 +54,7 @@ pub fn validate(
         );
     }
     let outbox = outbox(&raw.outbox, &mut p);
+    let tls = raw.tls.as_ref().map(|t| tls(t, base_dir, &server, &mut p));
     let pixel = PixelConfig {
         grace_period: duration_field(
             "pixel.grace_period",
@@ -112,7 +113,81 @@ pub fn validate(
         postbacks,
         outbox,
         pixel,
+        tls,
     })
+}
+
+fn tls(raw: &RawTls, base_dir: &Path, server: &ServerConfig, p: &mut Problems) -> TlsConfig {
+    let listen = socket_addr(
+        "tls.listen",
+        raw.listen.as_deref().unwrap_or("127.0.0.1:8443"),
+        p,
+    );
+    if listen == server.listen || listen == server.admin_listen {
+        p.add(
+            "tls.listen",
+            "the HTTPS listener shares an address with another listener",
+            "pick its own port, e.g. 443 or 8443",
+        );
+    }
+    if raw.certificates.is_empty() {
+        p.add(
+            "tls.certificates",
+            "no certificates",
+            "add [[tls.certificates]] with hosts, cert and key",
+        );
+    }
+    let mut certificates = Vec::new();
+    let mut seen_hosts = HashSet::new();
+    for (i, c) in raw.certificates.iter().enumerate() {
+        let mut file = |name: &str, v: &Option<String>| -> Option<PathBuf> {
+            match v {
+                None => {
+                    p.add(
+                        format!("tls.certificates[{i}].{name}"),
+                        "missing",
+                        format!("set {name} to a PEM file path"),
+                    );
+                    None
+                }
+                Some(f) => {
+                    let path = base_dir.join(f);
+                    if !path.is_file() {
+                        p.add(format!("tls.certificates[{i}].{name}"), format!("{} does not exist", path.display()), "point it at a readable PEM file (relative paths start at the config file's directory)");
+                    }
+                    Some(path)
+                }
+            }
+        };
+        let (cert, key) = (file("cert", &c.cert), file("key", &c.key));
+        if c.hosts.is_empty() {
+            p.add(
+                format!("tls.certificates[{i}].hosts"),
+                "no host names",
+                "list the SNI names this certificate serves, e.g. [\"lp.example.com\"]",
+            );
+        }
+        for h in &c.hosts {
+            if !seen_hosts.insert(h.to_ascii_lowercase()) {
+                p.add(
+                    format!("tls.certificates[{i}].hosts"),
+                    format!("{h} is served by another certificate too"),
+                    "list each host under one certificate",
+                );
+            }
+        }
+        if let (Some(cert), Some(key)) = (cert, key) {
+            certificates.push(Certificate {
+                hosts: c.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                cert,
+                key,
+            });
+        }
+    }
+    TlsConfig {
+        listen,
+        certificates,
+    }
 }
 
 fn outbox(raw: &RawOutbox, p: &mut Problems) -> OutboxConfig {
@@ -769,6 +844,7 @@ fn offers(raw: &[RawOffer], networks: &[NetworkConfig], p: &mut Problems) -> Vec
                     payout: o.payout,
                     currency,
                     multiple_conversions: o.multiple_conversions.unwrap_or(true),
+                    match_urls: offer_match_urls(i, &o.match_urls, p),
                 })
             }
             None => p.add(
@@ -800,26 +876,54 @@ pub(super) fn parse_duration(text: &str) -> Option<Duration> {
 fn origin(i: usize, raw: &RawOrigin, base_dir: &Path, p: &mut Problems) -> Option<Origin> {
     match (&raw.upstream, &raw.landers) {
         (Some(up), None) => {
-            let rest = match up.strip_prefix("http://") {
-                Some(r) => r,
-                None => {
-                    p.add(format!("campaigns[{i}].origin.upstream"), format!("{up:?} is not an http:// URL"), "use http://host:port (TLS to the origin is not supported yet; put the origin on a private network)");
-                    return None;
-                }
+            let lower = up.get(..8).unwrap_or(up).to_ascii_lowercase();
+            let (tls, rest) = if lower.starts_with("https://") {
+                (true, &up[8..])
+            } else if lower.starts_with("http://") {
+                (false, &up[7..])
+            } else {
+                p.add(
+                    format!("campaigns[{i}].origin.upstream"),
+                    format!("{up:?} is not an http:// or https:// URL"),
+                    "write the origin like \"http://10.0.0.5:8080\" or \"https://lp.example.com\"",
+                );
+                return None;
             };
             let (authority, base_path) = match rest.find('/') {
                 Some(j) => (&rest[..j], rest[j..].trim_end_matches('/').to_string()),
                 None => (rest, String::new()),
             };
-            let with_port = if authority.contains(':') {
+            let has_port = authority.rsplit_once(':').is_some_and(|(h, port)| {
+                !h.is_empty() && !h.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit())
+            });
+            let with_port = if has_port {
                 authority.to_string()
             } else {
-                format!("{authority}:80")
+                format!("{authority}:{}", if tls { 443 } else { 80 })
             };
+            let host = if has_port {
+                authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+            } else {
+                authority
+            };
+            let sni = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            if raw.verify_tls.is_some() && !tls {
+                p.add(
+                    format!("campaigns[{i}].origin.verify_tls"),
+                    "verify_tls is set for a plain http:// upstream",
+                    "remove it, or use an https:// upstream",
+                );
+            }
             match with_port.to_socket_addrs().ok().and_then(|mut a| a.next()) {
                 Some(addr) => Some(Origin::Upstream {
                     addr,
+                    tls,
+                    verify_tls: raw.verify_tls.unwrap_or(true),
                     host_header: authority.to_string(),
+                    sni,
                     base_path,
                 }),
                 None => {
@@ -979,6 +1083,7 @@ fn campaigns(
             }
         }
         let origin = origin(i, &c.origin, base_dir, p);
+        let rewrite = rewrite_settings(i, &c.rewrite, p);
         if let (Some(source), Some(origin)) = (source, origin) {
             out.push(Campaign {
                 id: c.id.clone(),
@@ -990,10 +1095,78 @@ fn campaigns(
                 attribution_window,
                 cost: c.cost,
                 direct_linking: c.direct_linking.unwrap_or(true),
+                rewrite,
             });
         }
     }
     out
+}
+
+fn offer_match_urls(i: usize, raw: &[String], p: &mut Problems) -> Vec<String> {
+    for (j, m) in raw.iter().enumerate() {
+        if let Err(e) = crate::rewrite::links::OfferPattern::parse(m) {
+            p.add(
+                format!("offers[{i}].match[{j}]"),
+                e.to_string(),
+                "write a host and path prefix like \"go.network.example/offer\" or a full offer URL",
+            );
+        }
+    }
+    raw.to_vec()
+}
+
+fn rewrite_settings(
+    i: usize,
+    raw: &RawRewrite,
+    p: &mut Problems,
+) -> crate::rewrite::RewriteSettings {
+    use crate::rewrite::{LinkMode, RewriteSettings};
+    let d = RewriteSettings::default();
+    let links = match raw.links.as_deref() {
+        None | Some("stamp") => LinkMode::Stamp,
+        Some("go") => LinkMode::Go,
+        Some(other) => {
+            p.add(
+                format!("campaigns[{i}].rewrite.links"),
+                format!("unknown link mode {other:?}"),
+                "use \"stamp\" (stamp the click ID into offer links) or \"go\" (send them through /go/{offer})",
+            );
+            LinkMode::Stamp
+        }
+    };
+    let sdk_src = raw.sdk_src.clone().unwrap_or(d.sdk_src);
+    if sdk_src.is_empty() || sdk_src.contains(['"', '<', '>', ' ', '\n']) {
+        p.add(
+            format!("campaigns[{i}].rewrite.sdk_src"),
+            format!("{sdk_src:?} is not a usable script URL"),
+            "write a path or URL without quotes, spaces or angle brackets, e.g. \"/sdk/clickstamp.js\"",
+        );
+    }
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(d.max_body_bytes);
+    if max_body_bytes == 0 || max_body_bytes > 256 << 20 {
+        p.add(
+            format!("campaigns[{i}].rewrite.max_body_bytes"),
+            format!("{max_body_bytes} bytes"),
+            "use 1 byte to 256 MiB (2097152 suits landing pages; larger pages pass through untouched)",
+        );
+    }
+    let max_memory_bytes = raw.max_memory_bytes.unwrap_or(d.max_memory_bytes);
+    if !(4096..=64 << 20).contains(&max_memory_bytes) {
+        p.add(
+            format!("campaigns[{i}].rewrite.max_memory_bytes"),
+            format!("{max_memory_bytes} bytes"),
+            "use 4096 bytes to 64 MiB (262144 is plenty: only one tag at a time is buffered)",
+        );
+    }
+    RewriteSettings {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        links,
+        inject_sdk: raw.inject_sdk.unwrap_or(d.inject_sdk),
+        sdk_src,
+        max_body_bytes,
+        max_memory_bytes,
+        recompress: raw.recompress.unwrap_or(d.recompress),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,410 @@
+//! clickstamp's landing-page hooks, ready to call from any Pingora `ProxyHttp`.
+//!
+//! | ProxyHttp phase            | call                                   |
+//! |----------------------------|----------------------------------------|
+//! | `request_filter`           | [`LandingHooks::on_request`]           |
+//! | `upstream_request_filter`  | [`LandingHooks::upstream_request`]     |
+//! | `response_filter`          | [`LandingHooks::on_response`]          |
+//! | `response_body_filter`     | [`LandingHooks::on_body`]              |
+//!
+//! `proxy/examples/embed_landing.rs` wires them into someone else's proxy.
+
+use super::html::PageOptions;
+use super::links::{LinkStamper, OfferPattern, OfferTarget};
+use super::response::{apply_headers, plan, BodyRewriter};
+use crate::store::StoreError;
+use crate::tracker::route::{route, Route};
+use crate::tracker::visit::{forwarded_client_ip, is_page_view, Visit};
+use crate::tracker::Tracker;
+use bytes::Bytes;
+use clickstamp_plugins::ClickId;
+use parking_lot::Mutex;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::compression::ResponseCompression;
+use pingora::proxy::Session;
+use std::sync::Arc;
+
+/// Decoded bodies larger than this fail (a decompression bomb guard); far above any
+/// landing page.
+const MAX_DECODED_BYTES: usize = 64 << 20;
+
+/// Compression level used when re-compressing rewritten pages.
+const RECOMPRESS_LEVEL: u32 = 5;
+
+/// A visit to a campaign's landing path, as seen on the request side.
+#[derive(Debug, Clone)]
+pub struct LandingVisit {
+    /// Index into the config's campaigns.
+    pub campaign: usize,
+    /// The visitor's click (new or from the cookie), when there is one.
+    pub click_id: Option<ClickId>,
+    /// `Set-Cookie` to add to the response (a new click).
+    pub set_cookie: Option<String>,
+    /// The path below the campaign prefix.
+    pub rest: String,
+}
+
+/// A response being rewritten. `Send + Sync` (the lol-html rewriter, which is only
+/// `Send`, sits behind a mutex), so it can live in a Pingora per-request context.
+#[derive(Debug)]
+pub struct LandingPage {
+    campaign: usize,
+    body: Mutex<BodyRewriter>,
+}
+
+/// The hooks, built once per server from a [`Tracker`].
+pub struct LandingHooks {
+    tracker: Arc<Tracker>,
+    /// Per campaign; `None` when its rewriting is off.
+    stampers: Vec<Option<Arc<LinkStamper>>>,
+}
+
+impl std::fmt::Debug for LandingHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LandingHooks")
+            .field("campaigns", &self.stampers.len())
+            .finish()
+    }
+}
+
+impl LandingHooks {
+    /// Compile every campaign's link matchers. Patterns were validated with the config,
+    /// so one that still fails to parse is skipped rather than refused here.
+    pub fn new(tracker: Arc<Tracker>) -> Self {
+        let config = &tracker.config;
+        let stampers = config
+            .campaigns
+            .iter()
+            .map(|c| {
+                if !c.rewrite.enabled {
+                    return None;
+                }
+                let offers = c
+                    .offers
+                    .iter()
+                    .map(|&(o, _)| {
+                        let offer = &config.offers[o];
+                        OfferTarget {
+                            id: offer.id.clone(),
+                            network: config.networks[offer.network].plugin.clone(),
+                            patterns: std::iter::once(offer.url.as_str())
+                                .chain(offer.match_urls.iter().map(String::as_str))
+                                .filter_map(|p| OfferPattern::parse(p).ok())
+                                .collect(),
+                        }
+                    })
+                    .collect();
+                Some(Arc::new(LinkStamper::new(offers, c.rewrite.links)))
+            })
+            .collect();
+        LandingHooks { tracker, stampers }
+    }
+
+    /// The tracker behind the hooks.
+    pub fn tracker(&self) -> &Arc<Tracker> {
+        &self.tracker
+    }
+
+    /// Request side: when `req` is on a campaign's landing path, record the click (for
+    /// a page view) or find the visitor's click in the cookie (for anything else), and
+    /// return the visit. `Ok(None)`: not a landing path, nothing recorded.
+    ///
+    /// `peer_ip` is the TCP peer; the configured `server.client_ip_header` overrides it.
+    pub async fn on_request(
+        &self,
+        req: &RequestHeader,
+        peer_ip: Option<String>,
+    ) -> Result<Option<LandingVisit>, StoreError> {
+        let host = request_host(req);
+        let Route::Landing { campaign, rest } =
+            route(&self.tracker.config, host.as_deref(), req.uri.path())
+        else {
+            return Ok(None);
+        };
+        let visit = visit_from_request(&self.tracker, req, peer_ip);
+        let dest = header(req, "sec-fetch-dest");
+        if is_page_view(req.method.as_str(), req.uri.path(), dest.as_deref()) {
+            let click = self.tracker.landing_click(campaign, &visit).await?;
+            return Ok(Some(LandingVisit {
+                campaign,
+                click_id: Some(click.click_id),
+                set_cookie: click.set_cookie,
+                rest,
+            }));
+        }
+        Ok(Some(LandingVisit {
+            campaign,
+            click_id: self.cookie_click(campaign, req),
+            set_cookie: None,
+            rest,
+        }))
+    }
+
+    /// The visitor's click for `campaign` from the request's cookie, if valid.
+    pub fn cookie_click(&self, campaign: usize, req: &RequestHeader) -> Option<ClickId> {
+        let cookies = cookies(req);
+        self.tracker.click_from_cookie(
+            &cookies,
+            campaign,
+            Tracker::now_ms(),
+            crate::tracker::route::label::LANDING,
+        )
+    }
+
+    /// Upstream side: ask the origin for an uncompressed body when the page may be
+    /// rewritten (decoding is only the safety net).
+    pub fn upstream_request(
+        &self,
+        campaign: usize,
+        upstream: &mut RequestHeader,
+    ) -> pingora::Result<()> {
+        if self.rewrites(campaign) {
+            upstream.insert_header("Accept-Encoding", "identity")?;
+        }
+        Ok(())
+    }
+
+    /// Whether `campaign` rewrites its pages at all.
+    pub fn rewrites(&self, campaign: usize) -> bool {
+        self.stampers.get(campaign).is_some_and(Option::is_some)
+    }
+
+    /// Response side: add the click cookie; when the response is a page to rewrite,
+    /// edit its headers, switch on recompression for clients that accept it, and
+    /// return the page to feed [`Self::on_body`] with. Anything else passes through
+    /// untouched (counted by reason).
+    pub fn on_response(
+        &self,
+        session: &mut Session,
+        visit: &mut LandingVisit,
+        resp: &mut ResponseHeader,
+    ) -> pingora::Result<Option<LandingPage>> {
+        if let Some(cookie) = visit.set_cookie.take() {
+            resp.append_header("Set-Cookie", cookie)?;
+        }
+        let campaign = visit.campaign;
+        let Some(Some(stamper)) = self.stampers.get(campaign) else {
+            return Ok(None);
+        };
+        let metrics = &self.tracker.metrics;
+        let campaign_id = &self.tracker.config.campaigns[campaign].id;
+        let Some(click_id) = visit.click_id else {
+            // No click to stamp (an asset fetched without the cookie).
+            metrics
+                .html_responses
+                .with_label_values(&[campaign_id, "skipped_no_click"])
+                .inc();
+            return Ok(None);
+        };
+        let settings = &self.tracker.config.campaigns[campaign].rewrite;
+        let req = session.req_header();
+        let planned = plan(
+            &req.method,
+            &req.headers,
+            resp.status.as_u16(),
+            &resp.headers,
+            settings.max_body_bytes,
+        );
+        let plan = match planned {
+            Ok(p) => p,
+            Err(skip) => {
+                metrics
+                    .html_responses
+                    .with_label_values(&[campaign_id, skip.label()])
+                    .inc();
+                return Ok(None);
+            }
+        };
+        apply_headers(resp, &plan)?;
+        if settings.recompress {
+            enable_recompression(session);
+        }
+        metrics
+            .html_responses
+            .with_label_values(&[campaign_id, "rewritten"])
+            .inc();
+        let options = PageOptions {
+            click_id: click_id.to_hex(),
+            sdk_src: settings.inject_sdk.then(|| settings.sdk_src.clone()),
+            max_memory: settings.max_memory_bytes,
+        };
+        Ok(Some(LandingPage {
+            campaign,
+            body: Mutex::new(BodyRewriter::new(
+                &plan,
+                stamper.clone(),
+                options,
+                settings.max_body_bytes,
+                MAX_DECODED_BYTES,
+            )),
+        }))
+    }
+
+    /// Body side: rewrite one chunk in place. A rewrite failure is counted in
+    /// `clickstamp_html_rewrite_failures_total` and the page continues unmodified; only
+    /// an undecodable compressed body is an error (the response is then cut short).
+    pub fn on_body(
+        &self,
+        page: &LandingPage,
+        body: &mut Option<Bytes>,
+        end: bool,
+    ) -> pingora::Result<()> {
+        let mut rw = page.body.lock();
+        let input = body.take().unwrap_or_default();
+        let campaign_id = &self.tracker.config.campaigns[page.campaign].id;
+        let out = rw.feed(&input, end).map_err(|e| {
+            self.tracker
+                .metrics
+                .html_rewrite_failures
+                .with_label_values(&[campaign_id])
+                .inc();
+            tracing::warn!(campaign = %campaign_id, error = %e, "origin body could not be decoded");
+            pingora::Error::explain(pingora::ErrorType::InternalError, e.to_string())
+        })?;
+        if let Some(reason) = rw.take_failure() {
+            self.tracker
+                .metrics
+                .html_rewrite_failures
+                .with_label_values(&[campaign_id])
+                .inc();
+            tracing::warn!(campaign = %campaign_id, error = %reason, "html rewriting stopped; the rest of the page passes through unmodified");
+        }
+        if end {
+            let changed = rw.changed();
+            if changed > 0 {
+                self.tracker
+                    .metrics
+                    .links_stamped
+                    .with_label_values(&[campaign_id])
+                    .inc_by(changed as u64);
+            }
+        }
+        *body = (!out.is_empty()).then(|| Bytes::from(out));
+        Ok(())
+    }
+}
+
+impl LandingHooks {
+    /// Stamp a whole HTML document held in memory (a lander file): `None` when the
+    /// campaign does not rewrite, the type is not HTML or nothing changed. A rewrite
+    /// failure is counted and the original is kept.
+    pub fn rewrite_static(
+        &self,
+        campaign: usize,
+        click_id: &ClickId,
+        content_type: &str,
+        body: &[u8],
+    ) -> Option<Vec<u8>> {
+        let stamper = self.stampers.get(campaign)?.as_ref()?;
+        let settings = &self.tracker.config.campaigns[campaign].rewrite;
+        if !super::charset::is_html(content_type) || body.len() > settings.max_body_bytes {
+            return None;
+        }
+        let plan = super::response::Plan {
+            charset: super::charset::from_content_type(content_type).ok()?,
+            decode: None,
+        };
+        let options = PageOptions {
+            click_id: click_id.to_hex(),
+            sdk_src: settings.inject_sdk.then(|| settings.sdk_src.clone()),
+            max_memory: settings.max_memory_bytes,
+        };
+        let mut rw = BodyRewriter::new(
+            &plan,
+            stamper.clone(),
+            options,
+            settings.max_body_bytes,
+            MAX_DECODED_BYTES,
+        );
+        let out = rw.feed(body, true).ok()?;
+        let campaign_id = &self.tracker.config.campaigns[campaign].id;
+        if rw.take_failure().is_some() {
+            self.tracker
+                .metrics
+                .html_rewrite_failures
+                .with_label_values(&[campaign_id])
+                .inc();
+            return None;
+        }
+        let changed = rw.changed();
+        if changed > 0 {
+            self.tracker
+                .metrics
+                .links_stamped
+                .with_label_values(&[campaign_id])
+                .inc_by(changed as u64);
+        }
+        (out != body).then_some(out)
+    }
+}
+
+/// Switch on Pingora's downstream compression module for this response: it then
+/// gzips/brotlis the rewritten body when the client's Accept-Encoding allows.
+pub fn enable_recompression(session: &mut Session) {
+    let req = session.req_header().clone();
+    if let Some(c) = session
+        .downstream_modules_ctx
+        .get_mut::<ResponseCompression>()
+    {
+        if c.is_header_phase() {
+            c.adjust_level(RECOMPRESS_LEVEL);
+            // The module skipped the request while disabled; let it read Accept-Encoding now.
+            c.request_filter(&req);
+        }
+    }
+}
+
+fn header(req: &RequestHeader, name: &str) -> Option<String> {
+    req.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn cookies(req: &RequestHeader) -> String {
+    req.headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The request's host, lowercase, without port.
+pub fn request_host(req: &RequestHeader) -> Option<String> {
+    let raw = req
+        .uri
+        .host()
+        .map(str::to_owned)
+        .or_else(|| header(req, "host"))?;
+    let without_port = match raw.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => {
+            h.to_string()
+        }
+        _ => raw,
+    };
+    Some(without_port.to_ascii_lowercase())
+}
+
+/// What the tracker needs from a request, with the client address taken from the
+/// configured trusted header when present.
+pub fn visit_from_request(
+    tracker: &Tracker,
+    req: &RequestHeader,
+    peer_ip: Option<String>,
+) -> Visit {
+    let forwarded = tracker
+        .config
+        .server
+        .client_ip_header
+        .as_deref()
+        .and_then(|h| header(req, h))
+        .and_then(|v| forwarded_client_ip(&v));
+    Visit::new(
+        req.uri.query(),
+        cookies(req),
+        forwarded.or(peer_ip),
+        header(req, "user-agent"),
+        header(req, "referer"),
+    )
+}

@@ -1,0 +1,454 @@
+//! Landing pages through the real binary: a loopback origin serves a ~50 KB
+//! real-world-shaped page (plain or gzip'd, Content-Length or chunked, in awkward
+//! pieces); exactly the offer links change and every other byte is identical.
+
+use clickstamp_e2e::origin::{awkward_splits, landing_page, OriginServer, Reply};
+use clickstamp_e2e::{request, Instance, TempDir};
+use std::io::{Read, Write};
+
+/// Config body: one CAKE offer on net.example/offer, one campaign at `/lp` proxied to
+/// `origin`, with `rewrite` as the campaign's rewrite table (TOML inline table body).
+fn body(origin: &str, rewrite: &str) -> String {
+    format!(
+        r#"
+[[networks]]
+id = "cake"
+
+[[traffic_sources]]
+id = "src"
+click_id_params = ["tsid"]
+
+[[offers]]
+id = "demo"
+url = "https://net.example/offer?a=1"
+network = "cake"
+
+[[campaigns]]
+id = "lp"
+path = "/lp"
+traffic_source = "src"
+offers = [{{ offer = "demo" }}]
+origin = {{ upstream = "{origin}" }}
+rewrite = {{ {rewrite} }}
+"#
+    )
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(data)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// Byte-for-byte equality, reporting the first difference with context.
+fn assert_same(name: &str, got: &str, expected: &str) {
+    if got == expected {
+        return;
+    }
+    let (g, e) = (got.as_bytes(), expected.as_bytes());
+    let at = g
+        .iter()
+        .zip(e)
+        .position(|(a, b)| a != b)
+        .unwrap_or(g.len().min(e.len()));
+    let around = |b: &[u8]| {
+        String::from_utf8_lossy(&b[at.saturating_sub(60)..(at + 60).min(b.len())]).into_owned()
+    };
+    panic!(
+        "{name}: body differs at byte {at} (lengths {} vs {}):\n got: {:?}\nwant: {:?}",
+        g.len(),
+        e.len(),
+        around(g),
+        around(e)
+    );
+}
+
+fn cookie_click(resp: &clickstamp_e2e::Response) -> String {
+    resp.cookie()
+        .expect("a new visitor gets a click cookie")
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string()
+}
+
+/// The click ID is only known once the response arrives; the page generator needs it,
+/// so the origin builds the page lazily for a placeholder and the test substitutes.
+const PLACEHOLDER: &str = "CLICKIDCLICKIDCLICKIDCLICKIDCLIC";
+
+fn clicks(inst: &Instance) -> i64 {
+    inst.db()
+        .query_row(
+            "SELECT count(*) FROM clicks WHERE campaign_id = 'lp'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn exactly_the_offer_links_change_in_every_framing_and_encoding() {
+    let (page, _, _) = landing_page(PLACEHOLDER);
+    let splits = awkward_splits(&page);
+    let zipped = gzip(page.as_bytes());
+    let variants: Vec<(&str, Reply)> = vec![
+        (
+            "identity, Content-Length, one write",
+            Reply::ok("text/html; charset=utf-8", page.clone()),
+        ),
+        (
+            "identity, Content-Length, awkward pieces",
+            Reply::ok("text/html; charset=utf-8", page.clone()).pieces(splits.clone()),
+        ),
+        (
+            "identity, chunked, awkward chunks",
+            Reply::ok("text/html", page.clone()).chunked(splits.clone()),
+        ),
+        (
+            "gzip despite identity asked, chunked in 50-byte chunks",
+            Reply::ok("text/html; charset=utf-8", zipped.clone())
+                .header("Content-Encoding", "gzip")
+                .chunked((1..zipped.len() / 50).map(|k| k * 50).collect()),
+        ),
+    ];
+    for (name, reply) in variants {
+        let reply = reply
+            .header("ETag", "\"v1\"")
+            .header("Accept-Ranges", "bytes");
+        let origin = OriginServer::start(move |_| reply.clone());
+        let inst = Instance::start(&body(&format!("http://{}", origin.addr), ""));
+        let resp = inst.get("/lp/?tsid=T1", &[]);
+        assert_eq!(resp.status, 200, "{name}: {}", inst.log());
+        let cid = cookie_click(&resp);
+        let (_, expected, changed) = landing_page(&cid);
+        let got = String::from_utf8(resp.body.clone()).expect("utf-8 body");
+        assert_same(name, &got, &expected);
+        assert_eq!(got.matches(&cid).count(), changed, "{name}: links stamped");
+        assert!(changed > 100, "the page has many stamped links ({changed})");
+        assert!(resp.header("content-length").is_none(), "{name}");
+        assert_eq!(resp.header("transfer-encoding"), Some("chunked"), "{name}");
+        assert!(
+            resp.header("content-encoding").is_none(),
+            "{name}: no gzip asked"
+        );
+        assert_eq!(resp.header("etag"), Some("W/\"v1\""), "{name}: weak ETag");
+        assert!(resp.header("accept-ranges").is_none(), "{name}");
+        assert_eq!(resp.header("cache-control"), Some("private, no-cache"));
+        let seen = origin.seen();
+        assert_eq!(
+            seen[0].header("accept-encoding"),
+            Some("identity"),
+            "{name}"
+        );
+        assert_eq!(seen[0].target, "/?tsid=T1");
+        assert_eq!(
+            seen[0].header("host"),
+            Some(origin.addr.to_string().as_str())
+        );
+        assert_eq!(clicks(&inst), 1, "{name}: the click is recorded");
+        assert_eq!(
+            inst.metric("clickstamp_links_stamped_total{campaign=\"lp\"}"),
+            changed as f64
+        );
+    }
+}
+
+#[test]
+fn gzip_clients_get_the_rewritten_page_recompressed_and_connections_are_reused() {
+    let (page, _, _) = landing_page(PLACEHOLDER);
+    let origin = OriginServer::start(move |_| Reply::ok("text/html; charset=utf-8", page.clone()));
+    let inst = Instance::start(&body(&format!("http://{}", origin.addr), ""));
+    let resp = inst.get("/lp/", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-encoding"), Some("gzip"));
+    let cid = cookie_click(&resp);
+    let (_, expected, _) = landing_page(&cid);
+    assert_same(
+        "gzip client",
+        &String::from_utf8(gunzip(&resp.body)).unwrap(),
+        &expected,
+    );
+    assert!(resp.body.len() < expected.len() / 2, "actually compressed");
+    // Pingora pools the upstream connection: later requests reuse it.
+    for _ in 0..5 {
+        assert_eq!(inst.get("/lp/", &[]).status, 200);
+    }
+    assert_eq!(origin.seen().len(), 6);
+    assert!(
+        origin.connections() < 6,
+        "keep-alive to the origin ({} connections)",
+        origin.connections()
+    );
+}
+
+#[test]
+fn go_mode_and_sdk_injection() {
+    let page = "<html><head><title>t</title></head><body>\
+        <a href=\"https://net.example/offer?a=1\">offer</a>\
+        <a href=\"https://elsewhere.example/\">other</a></body></html>";
+    let origin = OriginServer::start(move |_| Reply::ok("text/html", page));
+    let inst = Instance::start(&body(
+        &format!("http://{}", origin.addr),
+        "links = \"go\", inject_sdk = true, sdk_src = \"/sdk/clickstamp.js?v=2\"",
+    ));
+    let resp = inst.get("/lp/", &[]);
+    let cid = cookie_click(&resp);
+    assert_eq!(
+        resp.text(),
+        format!(
+            "<html><head><title>t</title><script src=\"/sdk/clickstamp.js?v=2\" async></script></head><body>\
+             <a href=\"/go/demo?click={cid}\">offer</a>\
+             <a href=\"https://elsewhere.example/\">other</a></body></html>"
+        )
+    );
+    // The rewritten link works: /go records the outbound click for this visitor.
+    let go = inst.get(&format!("/go/demo?click={cid}"), &[]);
+    assert_eq!(go.status, 302);
+    assert_eq!(
+        go.header("location"),
+        Some(format!("https://net.example/offer?a=1&s2={cid}").as_str())
+    );
+}
+
+#[test]
+fn rewriting_off_passes_the_page_through_byte_identical() {
+    let (page, _, _) = landing_page(PLACEHOLDER);
+    let p = page.clone();
+    let origin = OriginServer::start(move |_| {
+        Reply::ok("text/html; charset=utf-8", p.clone()).header("ETag", "\"v1\"")
+    });
+    let inst = Instance::start(&body(&format!("http://{}", origin.addr), "enabled = false"));
+    let resp = inst.get("/lp/", &[]);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), page);
+    assert_eq!(
+        resp.header("content-length"),
+        Some(page.len().to_string().as_str())
+    );
+    assert_eq!(resp.header("etag"), Some("\"v1\""));
+    assert!(resp.cookie().is_some(), "the click is still recorded");
+    assert_eq!(clicks(&inst), 1);
+}
+
+#[test]
+fn head_304_range_non_html_and_oversized_pass_through_untouched() {
+    let html = "<a href=\"https://net.example/offer\">x</a>";
+    let origin = OriginServer::start(move |req| {
+        let path = req.target.split('?').next().unwrap_or("");
+        match path {
+            "/style.css" => Reply::ok("text/css", "a{background:url(https://net.example/offer)}"),
+            "/big" => Reply::ok("text/html", format!("{html}{}", " ".repeat(5000))),
+            "/range" if req.header("range").is_some() => {
+                let mut r = Reply::ok("text/html", &html[0..10]);
+                r.status = 206;
+                r.header("Content-Range", &format!("bytes 0-9/{}", html.len()))
+            }
+            "/cached" if req.header("if-none-match") == Some("W/\"v7\"") => {
+                let mut r = Reply::ok("text/html", "");
+                r.status = 304;
+                r.header("ETag", "\"v7\"")
+            }
+            "/empty" => {
+                let mut r = Reply::ok("text/html", "");
+                r.status = 204;
+                r
+            }
+            _ => Reply::ok("text/html", html).header("ETag", "\"v7\""),
+        }
+    });
+    let inst = Instance::start(&body(
+        &format!("http://{}", origin.addr),
+        "max_body_bytes = 1000",
+    ));
+    let first = inst.get("/lp/page", &[]);
+    let cid = cookie_click(&first);
+    let cookie = first.cookie().unwrap();
+    let c = [("Cookie", cookie.as_str())];
+    let css = inst.get("/lp/style.css", &c);
+    assert_eq!(css.text(), "a{background:url(https://net.example/offer)}");
+    assert!(css.header("content-length").is_some());
+
+    let big = inst.get("/lp/big", &c);
+    assert!(
+        big.text().starts_with(html),
+        "over max_body_bytes: untouched"
+    );
+
+    let range = inst.get("/lp/range", &[("Range", "bytes=0-9"), c[0]]);
+    assert_eq!(range.status, 206);
+    assert_eq!(range.text(), &html[0..10]);
+
+    let head = request(inst.main, "HEAD", "/lp/page", &c, b"").unwrap();
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(
+        head.header("etag"),
+        Some("\"v7\""),
+        "HEAD: origin headers as they are"
+    );
+
+    let cached = inst.get("/lp/cached", &[("If-None-Match", "W/\"v7\""), c[0]]);
+    assert_eq!(cached.status, 304);
+    assert!(cached.body.is_empty());
+
+    let empty = inst.get("/lp/empty", &c);
+    assert_eq!(empty.status, 204);
+
+    let page = first;
+    assert_eq!(
+        page.text(),
+        format!("<a href=\"https://net.example/offer?s2={cid}\">x</a>")
+    );
+    for action in [
+        "skipped_not_html",
+        "skipped_too_large",
+        "skipped_range",
+        "skipped_head",
+        "skipped_status",
+        "rewritten",
+    ] {
+        assert!(
+            inst.metric(&format!(
+                "clickstamp_html_responses_total{{action=\"{action}\",campaign=\"lp\"}}"
+            )) >= 1.0,
+            "{action} counted"
+        );
+    }
+}
+
+#[test]
+fn a_rewrite_failure_keeps_the_page_whole_and_is_counted() {
+    // One start tag larger than the rewriter's memory limit makes lol-html give up.
+    let huge = "x".repeat(20_000);
+    let page = format!(
+        "<a href=\"https://net.example/offer\">1</a><a title=\"{huge}\" href=\"https://net.example/offer\">2</a><p>tail</p>"
+    );
+    let p = page.clone();
+    let origin = OriginServer::start(move |_| {
+        Reply::ok("text/html", p.clone()).chunked((1..30).map(|k| k * 1000).collect())
+    });
+    let inst = Instance::start(&body(
+        &format!("http://{}", origin.addr),
+        "max_memory_bytes = 4096",
+    ));
+    let resp = inst.get("/lp/", &[]);
+    assert_eq!(resp.status, 200);
+    let cid = cookie_click(&resp);
+    let stamped_first = page.replacen(
+        "https://net.example/offer\">1",
+        &format!("https://net.example/offer?s2={cid}\">1"),
+        1,
+    );
+    assert_eq!(resp.text(), stamped_first, "nothing lost after the failure");
+    assert_eq!(
+        inst.metric("clickstamp_html_rewrite_failures_total{campaign=\"lp\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn origin_down_gives_a_502_page_and_the_click_is_still_recorded() {
+    let dead = clickstamp_e2e::instance::free_addr();
+    let inst = Instance::start(&body(&format!("http://{dead}"), ""));
+    let resp = inst.get("/lp/?tsid=DOWN", &[]);
+    assert_eq!(resp.status, 502, "{}", inst.log());
+    assert!(resp
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(resp.text().contains("temporarily unavailable"));
+    let cid = cookie_click(&resp);
+    let scid: String = inst
+        .db()
+        .query_row(
+            "SELECT source_click_id FROM clicks WHERE click_id = ?1",
+            [&cid],
+            |r| r.get(0),
+        )
+        .expect("the click is recorded");
+    assert_eq!(scid, "DOWN");
+}
+
+#[test]
+fn landers_directory_refuses_traversal_and_answers_conditional_gets() {
+    let dir = TempDir::new("landers");
+    let root = dir.0.join("landers");
+    std::fs::create_dir_all(root.join("summer")).unwrap();
+    std::fs::write(dir.0.join("secret.txt"), "top secret").unwrap();
+    std::fs::write(
+        root.join("summer/index.html"),
+        "<html><head></head><body><a href=\"https://net.example/offer?a=1\">x</a></body></html>",
+    )
+    .unwrap();
+    std::fs::write(root.join("summer/app.js"), "console.log(1)").unwrap();
+    let cfg = body("http://127.0.0.1:9", "").replace(
+        "origin = { upstream = \"http://127.0.0.1:9\" }",
+        &format!("origin = {{ landers = \"{}\" }}", root.display()),
+    );
+    let inst = Instance::start(&cfg);
+    for bad in [
+        "/lp/../secret.txt",
+        "/lp/%2e%2e/secret.txt",
+        "/lp/summer/..%2f..%2fsecret.txt",
+        "/lp/..%5csecret.txt",
+        "/lp/.%2e/secret.txt",
+        "/lp/summer/%00",
+    ] {
+        let r = inst.get(bad, &[]);
+        assert_eq!(r.status, 404, "{bad}");
+        assert!(!r.text().contains("top secret"), "{bad}");
+    }
+    let page = inst.get("/lp/summer/", &[]);
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let cid = cookie_click(&page);
+    assert!(
+        page.text()
+            .contains(&format!("https://net.example/offer?a=1&s2={cid}")),
+        "lander pages are stamped too: {}",
+        page.text()
+    );
+    let js = inst.get("/lp/summer/app.js", &[]);
+    assert_eq!(
+        js.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    let etag = js.header("etag").unwrap().to_string();
+    let modified = js
+        .header("last-modified")
+        .expect("Last-Modified")
+        .to_string();
+    assert_eq!(
+        inst.get("/lp/summer/app.js", &[("If-None-Match", &etag)])
+            .status,
+        304
+    );
+    assert_eq!(
+        inst.get("/lp/summer/app.js", &[("If-Modified-Since", &modified)])
+            .status,
+        304
+    );
+    assert_eq!(
+        inst.get(
+            "/lp/summer/app.js",
+            &[("If-Modified-Since", "Thu, 01 Jan 1998 00:00:00 GMT")]
+        )
+        .status,
+        200
+    );
+    let head = request(inst.main, "HEAD", "/lp/summer/app.js", &[], b"").unwrap();
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("content-length"), Some("14"));
+}
