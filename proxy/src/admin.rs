@@ -275,6 +275,15 @@ impl ServeHttp for AdminApp {
                 }
                 let method = session.req_header().method.as_str().to_string();
                 let query = session.req_header().uri.query().unwrap_or("").to_string();
+                if method == "GET" && p == "/api/report" {
+                    // Reports answer JSON or CSV, so they bypass the JSON-only `api`.
+                    let (status, ctype, body) =
+                        crate::report::http::respond(&self.tracker.config, &query).await;
+                    let outcome = if status.is_success() { "ok" } else { "error" };
+                    let m = &self.tracker.metrics;
+                    m.requests.with_label_values(&["admin_api", outcome]).inc();
+                    return reply(status, ctype, body);
+                }
                 let (status, body) = self.api(&method, p, &query).await;
                 self.tracker
                     .metrics

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod pixel;
 pub mod postback;
+pub mod report;
 pub mod rewrite;
 pub mod service;
 pub mod store;

@@ -4,7 +4,9 @@
 mod config_errors;
 mod foundation;
 mod landing;
+mod observability;
 mod pixel;
 mod postbacks;
+mod reports;
 mod sdk_browser;
 mod tls;

@@ -88,12 +88,16 @@ enum Command {
         #[arg(long)]
         journal: Option<i64>,
     },
+    /// Print a profit report (clicks, conversions, revenue, cost, ROI...) from a running
+    /// instance's admin API.
+    Report(crate::report::cli::ReportArgs),
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Report(args) => crate::report::cli::run(&args),
         Command::Check { config } => match config::load(&config) {
             Ok(c)
                 if c.tls

@@ -1,0 +1,54 @@
+//! `GET /api/report` on the admin listener (behind the admin token, checked by the
+//! caller). Parameters are those of [`ReportParams::from_query`]. Reports queue behind
+//! each other (one runs at a time) so they cannot take the machine from the click path.
+
+use super::{generate, open_read_only, render, Catalog, ReportError, ReportParams};
+use crate::config::Config;
+use http::StatusCode;
+use serde_json::json;
+use std::sync::OnceLock;
+use tokio::sync::Semaphore;
+
+/// Reports run one at a time: a month-long report is about a second of one core, and
+/// the click path must keep the rest of the machine however many reports are asked for.
+fn one_at_a_time() -> &'static Semaphore {
+    static GATE: OnceLock<Semaphore> = OnceLock::new();
+    GATE.get_or_init(|| Semaphore::new(1))
+}
+
+/// Answer a report request: status, content type, body. Errors are JSON with an
+/// `error` code and a `message` naming the fix.
+pub async fn respond(config: &Config, query: &str) -> (StatusCode, &'static str, Vec<u8>) {
+    let result = match ReportParams::from_query(query) {
+        Err(e) => Err(ReportError::from(e)),
+        Ok(params) => {
+            let path = config.store.path.clone();
+            let catalog = Catalog::from_config(config);
+            // The semaphore is never closed, so acquiring cannot fail.
+            let permit = one_at_a_time().acquire().await;
+            // SQLite calls block: keep them off the async workers.
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let conn = open_read_only(&path)?;
+                let report = generate(&conn, &catalog, &params)?;
+                Ok::<_, ReportError>(render::render(&report, params.format))
+            })
+            .await
+            .unwrap_or_else(|e| Err(ReportError::Task(e.to_string())))
+        }
+    };
+    match result {
+        Ok((content_type, body)) => (StatusCode::OK, content_type, body),
+        Err(e) => {
+            let (status, code) = match &e {
+                ReportError::Params(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+                _ => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            };
+            if status.is_server_error() {
+                tracing::error!(error = %e, "report failed");
+            }
+            let body = json!({ "error": code, "message": e.to_string() });
+            (status, "application/json", body.to_string().into_bytes())
+        }
+    }
+}
