@@ -41,6 +41,9 @@ pub struct Metrics {
     pub postback_rejections: IntCounterVec,
     /// New conversions and status changes, by campaign, source, status and origin.
     pub conversions: IntCounterVec,
+    /// Status changes of existing conversions (incl. S2S upgrading a pixel
+    /// conversion), by campaign, source and new status.
+    pub status_changes: IntCounterVec,
     /// Payouts of new conversions, by campaign and source.
     pub revenue: prometheus::CounterVec,
     /// Outbox entries by state (`pending`, `in_flight`, `dead`).
@@ -158,6 +161,11 @@ impl Metrics {
             "New conversions and status changes.",
             &["campaign", "source", "status", "origin"],
         );
+        let status_changes = counter_vec(
+            "clickstamp_conversion_status_changes_total",
+            "Status changes of existing conversions, by new status.",
+            &["campaign", "source", "status"],
+        );
         let revenue = prometheus::CounterVec::new(
             Opts::new(
                 "clickstamp_revenue_total",
@@ -222,6 +230,7 @@ impl Metrics {
             postbacks,
             postback_rejections,
             conversions,
+            status_changes,
             revenue,
             outbox_entries,
             deliveries,

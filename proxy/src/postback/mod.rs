@@ -225,20 +225,27 @@ impl Tracker {
             return self.store_unavailable(label, "accepted postback without a candidate");
         };
         match commit.outcome {
-            PostbackOutcome::Accepted | PostbackOutcome::StatusChanged => {
+            // A conversion is counted once, when it is new; later status changes
+            // (and S2S upgrading a pixel conversion) are counted apart.
+            PostbackOutcome::Accepted => {
                 let status = commit.status.as_deref().unwrap_or(c.status);
                 self.metrics
                     .conversions
                     .with_label_values(&[&c.campaign_id, &c.source_id, status, c.origin])
                     .inc();
-                if commit.outcome == PostbackOutcome::Accepted {
-                    if let Some(p) = c.payout.filter(|p| *p > 0.0) {
-                        self.metrics
-                            .revenue
-                            .with_label_values(&[&c.campaign_id, &c.source_id])
-                            .inc_by(p);
-                    }
+                if let Some(p) = c.payout.filter(|p| *p > 0.0) {
+                    self.metrics
+                        .revenue
+                        .with_label_values(&[&c.campaign_id, &c.source_id])
+                        .inc_by(p);
                 }
+            }
+            PostbackOutcome::StatusChanged => {
+                let status = commit.status.as_deref().unwrap_or(c.status);
+                self.metrics
+                    .status_changes
+                    .with_label_values(&[&c.campaign_id, &c.source_id, status])
+                    .inc();
             }
             _ => {}
         }

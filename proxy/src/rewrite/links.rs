@@ -464,7 +464,10 @@ mod tests {
         ] {
             assert_eq!(unescape_amps(text), text.replace("&amp;", "&"), "{text}");
             assert_eq!(escape_amps(text), text.replace('&', "&amp;"), "{text}");
-            assert_eq!(contains_escaped_amp(text.as_bytes()), text.contains("&amp;"));
+            assert_eq!(
+                contains_escaped_amp(text.as_bytes()),
+                text.contains("&amp;")
+            );
         }
         assert_eq!(strip_scheme("HTTPS://a/b"), Some("a/b"));
         assert_eq!(strip_scheme("hTTp://a/b"), Some("a/b"));
