@@ -226,6 +226,7 @@ impl Tracker {
             tracing::info!(
                 reason = r.reason,
                 journal_id = commit.journal_id,
+                click_id = r.click_id.as_deref().unwrap_or(""),
                 "pixel hit refused: {}",
                 r.message
             );
