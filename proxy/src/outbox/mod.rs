@@ -28,6 +28,9 @@ use tokio::sync::Semaphore;
 
 pub use deliver::{classify, Attempt};
 
+/// How long the worker lets relays accumulate after being woken.
+const WAKE_COALESCE: Duration = Duration::from_millis(5);
+
 /// The background service delivering outbox entries.
 pub struct OutboxWorker(Arc<Shared>);
 
@@ -163,8 +166,10 @@ impl BackgroundService for OutboxWorker {
         let mut last_gauges = Instant::now() - Duration::from_secs(60);
         loop {
             let claimed: Vec<i64> = this.in_flight.lock().iter().copied().collect();
-            let free = permits.available_permits() as u32;
-            let due = if free == 0 {
+            // Claim up to four rounds of work per poll: deliveries wait for a permit
+            // below, and under a postback flood one query then feeds many deliveries.
+            let free = permits.available_permits() as u32 * 4;
+            let due = if permits.available_permits() == 0 {
                 Vec::new()
             } else {
                 match this
@@ -203,7 +208,9 @@ impl BackgroundService for OutboxWorker {
                         return;
                     }
                 }
-                _ = wake.notified() => {}
+                // A relay was just enqueued; give its neighbours a moment to arrive so
+                // one poll picks them all up.
+                _ = wake.notified() => tokio::time::sleep(WAKE_COALESCE).await,
                 _ = tokio::time::sleep(cfg.poll_interval) => {}
             }
         }
