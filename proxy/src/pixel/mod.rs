@@ -168,7 +168,7 @@ impl Tracker {
             Err(r) => Err(r),
             Ok(beacon) => match self.attribute(&beacon.cid, hit.received_ms).await {
                 Err(r) => Err(r),
-                Ok(click) => {
+                Ok((click, campaign)) => {
                     let parsed = ParsedPostback {
                         click_id: click.click_id.clone(),
                         payout: beacon.value,
@@ -178,7 +178,8 @@ impl Tracker {
                         event: beacon.event.clone(),
                         sub_ids: Vec::new(),
                     };
-                    let mut c = self.candidate(None, &click, &parsed, "pixel", hit.received_ms);
+                    let mut c =
+                        self.candidate(None, campaign, &click, &parsed, "pixel", hit.received_ms);
                     let grace = self.config.pixel.grace_period.as_millis() as u64;
                     c.relay_not_before_ms = Some(hit.received_ms + grace);
                     Ok(c)
@@ -236,7 +237,11 @@ impl Tracker {
                 outcome: "rejected",
             };
         }
-        let c = candidate.expect("a converted verdict has its candidate");
+        let Some(c) = candidate else {
+            // A converted verdict always carries its candidate; answer as a store
+            // failure rather than panic if that ever stops being true.
+            return unavailable(self);
+        };
         if commit.outcome == PostbackOutcome::Accepted {
             self.metrics
                 .conversions

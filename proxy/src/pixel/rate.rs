@@ -32,18 +32,20 @@ impl RateLimiter {
     pub fn allow(&self, key: &str, now_ms: u64) -> bool {
         let mut buckets = self.buckets.lock();
         let refill_per_ms = self.per_minute / 60_000.0;
-        let bucket = match buckets.get_mut(key) {
-            Some(b) => b,
-            None => {
-                buckets.put(
-                    key.to_string(),
-                    Bucket {
-                        tokens: self.per_minute,
-                        last_ms: now_ms,
-                    },
-                );
-                buckets.get_mut(key).expect("just inserted")
-            }
+        if !buckets.contains(key) {
+            // Only a new client costs an allocation for its key.
+            buckets.put(
+                key.to_string(),
+                Bucket {
+                    tokens: self.per_minute,
+                    last_ms: now_ms,
+                },
+            );
+        }
+        let Some(bucket) = buckets.get_mut(key) else {
+            // Unreachable (inserted above, under the same lock); let the hit through
+            // rather than fail the request.
+            return true;
         };
         let elapsed = now_ms.saturating_sub(bucket.last_ms) as f64;
         bucket.tokens = (bucket.tokens + elapsed * refill_per_ms).min(self.per_minute);

@@ -298,12 +298,17 @@ impl Tracker {
             .plugin
             .accept_postback(&req, &network.verification, raw.received_ms)
             .map_err(|e| Refusal::from_postback_error(&e))?;
-        let click = self.attribute(&parsed.click_id, raw.received_ms).await?;
-        Ok(self.candidate(Some(n), &click, &parsed, "s2s", raw.received_ms))
+        let (click, campaign) = self.attribute(&parsed.click_id, raw.received_ms).await?;
+        Ok(self.candidate(Some(n), campaign, &click, &parsed, "s2s", raw.received_ms))
     }
 
-    /// Find the click of a conversion and check it is inside its campaign's window.
-    pub async fn attribute(&self, click_id_text: &str, at_ms: u64) -> Result<StoredClick, Refusal> {
+    /// Find the click of a conversion and its campaign (an index into the config), and
+    /// check it is inside the campaign's attribution window.
+    pub async fn attribute(
+        &self,
+        click_id_text: &str,
+        at_ms: u64,
+    ) -> Result<(StoredClick, usize), Refusal> {
         let id = self
             .verify(click_id_text, at_ms)
             .map_err(|e| Refusal::from_click_id_error(e, click_id_text))?;
@@ -344,7 +349,7 @@ impl Tracker {
                 click_id: Some(id.to_hex()),
             });
         }
-        Ok(click)
+        Ok((click, campaign))
     }
 
     /// Build the conversion candidate: defaults from the offer, the relay rendered with
@@ -352,15 +357,13 @@ impl Tracker {
     pub fn candidate(
         &self,
         network: Option<usize>,
+        campaign: usize,
         click: &StoredClick,
         parsed: &ParsedPostback,
         origin: &'static str,
         now_ms: u64,
     ) -> ConversionCandidate {
         let config = &self.config;
-        let campaign = config
-            .campaign_index(&click.campaign_id)
-            .expect("attribute() checked the campaign");
         let campaign_cfg = &config.campaigns[campaign];
         let source = &config.sources[campaign_cfg.source];
         let offer = click

@@ -250,56 +250,36 @@ pub(super) fn apply_postback(
         }
     };
     let journal_id = insert_journal(tx, w, outcome.as_str(), Some(conversion_id))?;
+    if !matches!(action, Action::Duplicate(_)) {
+        // Every status a conversion takes is kept, with the postback that set it. (An
+        // upgrade only happens for S2S, so `c.origin` is `s2s` there.)
+        history(
+            tx,
+            conversion_id,
+            now,
+            c.status,
+            c.payout,
+            c.origin,
+            journal_id,
+        )?;
+    }
     let relayed = match &action {
-        Action::New => {
-            history(
-                tx,
-                conversion_id,
-                now,
-                c.status,
-                c.payout,
-                c.origin,
-                journal_id,
-            )?;
-            match &c.relay_url {
-                // A conversion that starts out rejected is never announced to the source.
-                Some(url) if c.status != "rejected" && c.status != "chargeback" => {
-                    enqueue(tx, conversion_id, c, url, "conversion", now)?;
-                    true
-                }
-                _ => false,
+        Action::New => match &c.relay_url {
+            // A conversion that starts out rejected is never announced to the source.
+            Some(url) if c.status != "rejected" && c.status != "chargeback" => {
+                enqueue(tx, conversion_id, c, url, "conversion", now)?;
+                true
             }
-        }
-        Action::UpgradePixel(e) => {
-            history(
-                tx,
-                conversion_id,
-                now,
-                c.status,
-                c.payout,
-                "s2s",
-                journal_id,
-            )?;
-            relay_upgrade(tx, c, e, now)?
-        }
-        Action::Transition(_) => {
-            history(
-                tx,
-                conversion_id,
-                now,
-                c.status,
-                c.payout,
-                c.origin,
-                journal_id,
-            )?;
-            match &c.relay_url {
-                Some(url) if c.relay_status_changes => {
-                    enqueue(tx, conversion_id, c, url, "status", now)?;
-                    true
-                }
-                _ => false,
+            _ => false,
+        },
+        Action::UpgradePixel(e) => relay_upgrade(tx, c, e, now)?,
+        Action::Transition(_) => match &c.relay_url {
+            Some(url) if c.relay_status_changes => {
+                enqueue(tx, conversion_id, c, url, "status", now)?;
+                true
             }
-        }
+            _ => false,
+        },
         Action::Duplicate(_) => false,
     };
     Ok(PostbackCommit {
