@@ -60,6 +60,9 @@ pub struct Metrics {
     pub html_responses: IntCounterVec,
     /// Link attributes stamped, by campaign.
     pub links_stamped: IntCounterVec,
+    /// Rewritten pages by campaign and how a page template served them (`replayed`,
+    /// `diverged`, `recorded`, `not_recorded`).
+    pub html_templates: IntCounterVec,
 }
 
 impl Metrics {
@@ -222,7 +225,13 @@ impl Metrics {
             "Link attributes given the visitor's click ID.",
             &["campaign"],
         );
+        let html_templates = counter_vec(
+            "clickstamp_html_templates_total",
+            "Rewritten pages by how a page template served them: replayed (matched a recorded page), diverged (lol-html took over at the first difference), recorded, not_recorded.",
+            &["campaign", "outcome"],
+        );
         Metrics {
+            html_templates,
             html_rewrite_failures,
             html_responses,
             links_stamped,

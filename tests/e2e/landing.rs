@@ -452,3 +452,52 @@ fn landers_directory_refuses_traversal_and_answers_conditional_gets() {
     assert!(head.body.is_empty());
     assert_eq!(head.header("content-length"), Some("14"));
 }
+
+#[test]
+fn a_page_seen_before_is_replayed_byte_exact_and_a_changed_page_is_rewritten_afresh() {
+    // The origin serves version 1 of the page three times, then version 2, whose only
+    // change sits inside a stamped link in the middle of the page.
+    let (v1, _, _) = landing_page(PLACEHOLDER);
+    let change = |p: &str| p.replace("data-pos=\"37\"", "data-pos=\"37-new\"");
+    let v2 = change(&v1);
+    assert_ne!(v1, v2);
+    let served = std::sync::atomic::AtomicUsize::new(0);
+    let (s1, s2) = (awkward_splits(&v1), awkward_splits(&v2));
+    let origin = OriginServer::start(move |_| {
+        let n = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n < 3 {
+            Reply::ok("text/html; charset=utf-8", v1.clone()).chunked(s1.clone())
+        } else {
+            Reply::ok("text/html; charset=utf-8", v2.clone()).chunked(s2.clone())
+        }
+    });
+    let inst = Instance::start(&body(&format!("http://{}", origin.addr), ""));
+    let template = |outcome: &str| {
+        inst.metric(&format!(
+            "clickstamp_html_templates_total{{campaign=\"lp\",outcome=\"{outcome}\"}}"
+        ))
+    };
+    let mut seen_clicks = Vec::new();
+    for (visitor, version) in [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2)] {
+        let resp = inst.get(&format!("/lp/?tsid=V{visitor}"), &[]);
+        assert_eq!(resp.status, 200, "{}", inst.log());
+        let cid = cookie_click(&resp);
+        let (_, mut expected, changed) = landing_page(&cid);
+        if version == 2 {
+            expected = change(&expected);
+        }
+        let got = String::from_utf8(resp.body.clone()).expect("utf-8 body");
+        assert_same(&format!("visitor {visitor}"), &got, &expected);
+        assert_eq!(got.matches(&cid).count(), changed, "visitor {visitor}");
+        seen_clicks.push(cid);
+    }
+    seen_clicks.dedup();
+    assert_eq!(seen_clicks.len(), 5, "every visitor got their own click ID");
+    assert_eq!(template("recorded"), 1.0, "visitor 1 recorded the page");
+    assert_eq!(template("replayed"), 3.0, "visitors 2, 3 and 5 were replayed");
+    assert_eq!(template("diverged"), 1.0, "visitor 4 met the changed page");
+    assert_eq!(
+        inst.metric("clickstamp_html_rewrite_failures_total{campaign=\"lp\"}"),
+        0.0
+    );
+}

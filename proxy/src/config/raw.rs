@@ -189,6 +189,7 @@ pub struct RawRewrite {
     pub max_body_bytes: Option<usize>,
     pub max_memory_bytes: Option<usize>,
     pub recompress: Option<bool>,
+    pub template_cache_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1158,8 +1158,17 @@ fn rewrite_settings(
             "use 4096 bytes to 64 MiB (262144 is plenty: only one tag at a time is buffered)",
         );
     }
+    let template_cache_bytes = raw.template_cache_bytes.unwrap_or(d.template_cache_bytes);
+    if template_cache_bytes > 1 << 30 {
+        p.add(
+            format!("campaigns[{i}].rewrite.template_cache_bytes"),
+            format!("{template_cache_bytes} bytes"),
+            "use 0 (off) to 1 GiB (4194304 holds dozens of landing pages)",
+        );
+    }
     RewriteSettings {
         enabled: raw.enabled.unwrap_or(d.enabled),
+        template_cache_bytes,
         links,
         inject_sdk: raw.inject_sdk.unwrap_or(d.inject_sdk),
         sdk_src,

@@ -12,6 +12,7 @@
 use super::html::PageOptions;
 use super::links::{LinkStamper, OfferPattern, OfferTarget};
 use super::response::{apply_headers, plan, BodyRewriter};
+use super::template::{TemplateCache, TemplateSlot};
 use crate::store::StoreError;
 use crate::tracker::route::{route, Route};
 use crate::tracker::visit::{forwarded_client_ip, is_page_view, Visit};
@@ -57,6 +58,8 @@ pub struct LandingHooks {
     tracker: Arc<Tracker>,
     /// Per campaign; `None` when its rewriting is off.
     stampers: Vec<Option<Arc<LinkStamper>>>,
+    /// Per campaign; `None` when it keeps no page templates.
+    templates: Vec<Option<Arc<TemplateCache>>>,
 }
 
 impl std::fmt::Debug for LandingHooks {
@@ -97,7 +100,19 @@ impl LandingHooks {
                 Some(Arc::new(LinkStamper::new(offers, c.rewrite.links)))
             })
             .collect();
-        LandingHooks { tracker, stampers }
+        let templates = config
+            .campaigns
+            .iter()
+            .map(|c| {
+                (c.rewrite.enabled && c.rewrite.template_cache_bytes > 0)
+                    .then(|| Arc::new(TemplateCache::new(c.rewrite.template_cache_bytes)))
+            })
+            .collect();
+        LandingHooks {
+            tracker,
+            stampers,
+            templates,
+        }
     }
 
     /// The tracker behind the hooks.
@@ -227,7 +242,27 @@ impl LandingHooks {
             click_id: click_id.to_hex(),
             sdk_src: settings.inject_sdk.then(|| settings.sdk_src.clone()),
             max_memory: settings.max_memory_bytes,
+            record: false,
         };
+        // One template per path and content type: the query (the traffic source's
+        // per-click parameters) rarely changes the page, and a page that does differ
+        // is caught byte by byte anyway.
+        let slot = self
+            .templates
+            .get(campaign)
+            .cloned()
+            .flatten()
+            .map(|cache| {
+                let content_type = resp
+                    .headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                TemplateSlot {
+                    cache,
+                    key: format!("{}\n{content_type}", session.req_header().uri.path()),
+                }
+            });
         Ok(Some(LandingPage {
             campaign,
             body: Mutex::new(BodyRewriter::new(
@@ -236,6 +271,7 @@ impl LandingHooks {
                 options,
                 settings.max_body_bytes,
                 MAX_DECODED_BYTES,
+                slot,
             )),
         }))
     }
@@ -278,6 +314,13 @@ impl LandingHooks {
                     .with_label_values(&[campaign_id])
                     .inc_by(changed as u64);
             }
+            if let Some(outcome) = rw.template_outcome() {
+                self.tracker
+                    .metrics
+                    .html_templates
+                    .with_label_values(&[campaign_id, outcome.label()])
+                    .inc();
+            }
         }
         *body = (!out.is_empty()).then(|| Bytes::from(out));
         Ok(())
@@ -308,6 +351,7 @@ impl LandingHooks {
             click_id: click_id.to_hex(),
             sdk_src: settings.inject_sdk.then(|| settings.sdk_src.clone()),
             max_memory: settings.max_memory_bytes,
+            record: false,
         };
         let mut rw = BodyRewriter::new(
             &plan,
@@ -315,6 +359,7 @@ impl LandingHooks {
             options,
             settings.max_body_bytes,
             MAX_DECODED_BYTES,
+            None,
         );
         let out = rw.feed(body, true).ok()?;
         let campaign_id = &self.tracker.config.campaigns[campaign].id;

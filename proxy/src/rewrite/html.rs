@@ -8,6 +8,7 @@
 
 use super::charset::Charset;
 use super::links::{split_meta_refresh, LinkStamper};
+use super::template::RecordedEdit;
 use lol_html::html_content::ContentType;
 use lol_html::send::Element;
 use lol_html::send::{HtmlRewriter, Settings};
@@ -30,6 +31,31 @@ struct Shared {
     changed: AtomicUsize,
     /// Whether the SDK tag was inserted.
     injected: AtomicBool,
+    /// Output bytes emitted so far. lol-html emits everything before a tag before it
+    /// calls the tag's handlers, so inside a handler this is where the tag will land.
+    emitted: AtomicUsize,
+    /// Recording for a page template (see [`super::template`]); `None` when off.
+    record: Option<Mutex<TemplateNotes>>,
+}
+
+/// What a recording pass notes besides the bytes.
+#[derive(Debug, Default)]
+pub struct TemplateNotes {
+    /// Every tag whose output differs from its source.
+    pub edits: Vec<RecordedEdit>,
+    /// Source ranges of every start tag.
+    pub tags: Vec<(usize, usize)>,
+}
+
+impl Shared {
+    fn note_edit(&self, source: std::ops::Range<usize>) {
+        if let Some(notes) = &self.record {
+            notes.lock().edits.push(RecordedEdit {
+                source: (source.start, source.end),
+                output_start: self.emitted.load(Ordering::Relaxed),
+            });
+        }
+    }
 }
 
 /// Options for one page.
@@ -41,6 +67,8 @@ pub struct PageOptions {
     pub sdk_src: Option<String>,
     /// lol-html's memory limit for this page.
     pub max_memory: usize,
+    /// Note where the page changes, so the pass can become a page template.
+    pub record: bool,
 }
 
 type Sink = Box<dyn FnMut(&[u8]) + Send>;
@@ -75,6 +103,7 @@ fn stamp_attr(
         if let Some(new) = stamper.stamp(&url, click_id) {
             el.set_attribute(attr, &new)?;
             shared.changed.fetch_add(1, Ordering::Relaxed);
+            shared.note_edit(el.source_location().bytes());
         }
     }
     Ok(())
@@ -84,7 +113,10 @@ impl HtmlStamper {
     /// A stamper for a page in `charset`.
     pub fn new(stamper: Arc<LinkStamper>, charset: Charset, options: PageOptions) -> Self {
         let out = Arc::new(Mutex::new(Vec::with_capacity(16 * 1024)));
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            record: options.record.then(Default::default),
+            ..Shared::default()
+        });
         let link = |selector: &'static str, attr: &'static str| {
             let (stamper, shared, cid) =
                 (stamper.clone(), shared.clone(), options.click_id.clone());
@@ -109,6 +141,7 @@ impl HtmlStamper {
                     if let Some(new) = stamper.stamp(url, &cid) {
                         el.set_attribute("content", &format!("{pre}{new}{post}"))?;
                         shared.changed.fetch_add(1, Ordering::Relaxed);
+                        shared.note_edit(el.source_location().bytes());
                     }
                 }
                 Ok(())
@@ -144,19 +177,41 @@ impl HtmlStamper {
                     }
                     let tag = tag.clone();
                     if el.can_have_content() {
+                        let shared = shared.clone();
                         el.on_end_tag(Box::new(move |end| {
+                            shared.note_edit(end.source_location().bytes());
                             end.before(&tag, ContentType::Html);
                             Ok(())
                         }))?;
                     } else {
+                        shared.note_edit(el.source_location().bytes());
                         el.after(&tag, ContentType::Html);
                     }
                     Ok(())
                 }
             ));
         }
+        if options.record {
+            // Every start tag's range: a template must not send half of a tag that
+            // a different page could end differently.
+            let shared = shared.clone();
+            settings =
+                settings.append_element_content_handler(element!("*", move |el: &mut Element| {
+                    if let Some(notes) = &shared.record {
+                        let r = el.source_location().bytes();
+                        notes.lock().tags.push((r.start, r.end));
+                    }
+                    Ok(())
+                }));
+        }
         let sink_out = out.clone();
-        let sink: Sink = Box::new(move |chunk: &[u8]| sink_out.lock().extend_from_slice(chunk));
+        let sink_shared = shared.clone();
+        let sink: Sink = Box::new(move |chunk: &[u8]| {
+            sink_shared
+                .emitted
+                .fetch_add(chunk.len(), Ordering::Relaxed);
+            sink_out.lock().extend_from_slice(chunk)
+        });
         HtmlStamper {
             rewriter: Some(HtmlRewriter::new(settings, sink)),
             out,
@@ -214,5 +269,18 @@ impl HtmlStamper {
     /// Whether the SDK tag was inserted.
     pub fn injected(&self) -> bool {
         self.shared.injected.load(Ordering::Relaxed)
+    }
+
+    /// Whether nothing has been frozen (the whole page was eligible for changes).
+    pub fn frozen(&self) -> bool {
+        self.shared.frozen.load(Ordering::Relaxed)
+    }
+
+    /// The template notes of a recording pass (taken once).
+    pub fn take_notes(&self) -> Option<TemplateNotes> {
+        self.shared
+            .record
+            .as_ref()
+            .map(|n| std::mem::take(&mut *n.lock()))
     }
 }

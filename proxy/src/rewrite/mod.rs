@@ -3,7 +3,7 @@
 //! Modules follow a response: [`response`] decides whether a response is rewritten and
 //! edits its headers, [`decode`] undoes an origin's gzip/br/deflate, [`charset`] finds
 //! the page's encoding, [`html`] streams the page through lol-html, [`links`] decides
-//! what each link becomes. [`hooks`] puts it together for a Pingora `ProxyHttp` —
+//! what each link becomes, [`template`] replays a recorded pass for a page seen before. [`hooks`] puts it together for a Pingora `ProxyHttp` —
 //! clickstamp's own [`crate::service::MainService`] or anyone else's.
 //!
 //! See `README.md` beside this file for the config keys and matching rules.
@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod html;
 pub mod links;
 pub mod response;
+pub mod template;
 
 pub use hooks::{LandingHooks, LandingPage};
 pub use links::LinkMode;
@@ -40,6 +41,9 @@ pub struct RewriteSettings {
     /// `rewrite.recompress` (default true): gzip/brotli rewritten pages for clients
     /// that accept it (the origin is asked for identity).
     pub recompress: bool,
+    /// `rewrite.template_cache_bytes` (default 4 MiB, 0 = off): memory for page
+    /// templates (see [`template`]), per campaign.
+    pub template_cache_bytes: usize,
 }
 
 /// Default SDK script path (served by clickstamp's own `/sdk/` route).
@@ -55,6 +59,7 @@ impl Default for RewriteSettings {
             max_body_bytes: 2 << 20,
             max_memory_bytes: 256 << 10,
             recompress: true,
+            template_cache_bytes: 4 << 20,
         }
     }
 }
