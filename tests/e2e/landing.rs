@@ -494,7 +494,11 @@ fn a_page_seen_before_is_replayed_byte_exact_and_a_changed_page_is_rewritten_afr
     seen_clicks.dedup();
     assert_eq!(seen_clicks.len(), 5, "every visitor got their own click ID");
     assert_eq!(template("recorded"), 1.0, "visitor 1 recorded the page");
-    assert_eq!(template("replayed"), 3.0, "visitors 2, 3 and 5 were replayed");
+    assert_eq!(
+        template("replayed"),
+        3.0,
+        "visitors 2, 3 and 5 were replayed"
+    );
     assert_eq!(template("diverged"), 1.0, "visitor 4 met the changed page");
     assert_eq!(
         inst.metric("clickstamp_html_rewrite_failures_total{campaign=\"lp\"}"),

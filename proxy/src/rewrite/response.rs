@@ -157,7 +157,7 @@ pub struct BodyRewriter {
 
 #[derive(Debug)]
 enum Stage {
-    Live(HtmlStamper),
+    Live(Box<HtmlStamper>),
     Replay(Replay),
     /// After a failure: the rest of the page goes through as is.
     Passthrough,
@@ -231,11 +231,11 @@ impl BodyRewriter {
             record,
             ..self.options.clone()
         };
-        self.stage = Stage::Live(HtmlStamper::new(
+        self.stage = Stage::Live(Box::new(HtmlStamper::new(
             self.stamper.clone(),
             self.charset,
             options,
-        ));
+        )));
         self.recording = record.then(Recording::default);
     }
 

@@ -227,12 +227,10 @@ impl PageTemplate {
                 break;
             }
             // A slot may straddle the range's edges: write the overlapping part.
-            for (k, &byte) in click_id.iter().enumerate() {
-                let at = slot + k;
-                if at >= range.start && at < range.end {
-                    out[base + at - range.start] = byte;
-                }
-            }
+            let from = slot.max(range.start);
+            let to = (slot + self.click_id_len).min(range.end);
+            out[base + from - range.start..base + to - range.start]
+                .copy_from_slice(&click_id[from - slot..to - slot]);
         }
     }
 }
