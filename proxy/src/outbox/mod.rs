@@ -44,7 +44,10 @@ struct Shared {
 impl OutboxWorker {
     /// A worker over the shared tracker.
     pub fn new(tracker: Arc<Tracker>) -> Self {
-        let agent = deliver::agent(tracker.config.outbox.timeout);
+        let agent = deliver::agent(
+            tracker.config.outbox.timeout,
+            tracker.config.outbox.concurrency,
+        );
         OutboxWorker(Arc::new(Shared {
             tracker,
             agent,
