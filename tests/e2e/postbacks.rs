@@ -587,6 +587,11 @@ fn a_source_that_never_recovers_dead_letters_and_dead_letters_replay() {
     assert_eq!(inst_post(&inst, "/api/outbox/replay-dead")["requeued"], 1);
     let got = source.wait_for(Duration::from_secs(5), |r| r.len() >= 8);
     assert_eq!(got.len(), 8);
+    // The source has answered; the result is committed a moment later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while inst_delivered(&inst) < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(inst_delivered(&inst), 2);
     assert_eq!(
         inst.admin_get("/api/outbox?state=dead").json()["entries"]
@@ -771,5 +776,24 @@ fn the_operator_cli_fires_a_test_postback_and_lists_journal_and_outbox() {
     assert!(
         outbox.contains("delivered") && outbox.contains("clickid=postback-test"),
         "{outbox}"
+    );
+}
+
+#[test]
+fn relays_to_a_busy_source_reuse_keep_alive_connections() {
+    let source = FakeSource::start();
+    let inst = Instance::start(&body(&source, "concurrency = 4"));
+    let relays = 30;
+    for i in 0..relays {
+        let cid = click(&inst, &format!("KA-{i}"));
+        let r = postback(&inst, &format!("cid={cid}&txid=KA{i}&secret={SECRET}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let got = source.wait_for(Duration::from_secs(10), |r| r.len() >= relays);
+    assert_eq!(got.len(), relays, "every relay arrives once");
+    let connections = source.connections();
+    assert!(
+        connections <= 4,
+        "{relays} relays took {connections} connections; at most one per concurrent delivery (4) expected"
     );
 }

@@ -24,6 +24,8 @@ struct State {
     mode: Mode,
     received: Vec<String>,
     listener_alive: bool,
+    /// TCP connections accepted so far.
+    connections: usize,
 }
 
 /// A running fake source. Stops when dropped.
@@ -43,6 +45,7 @@ impl FakeSource {
             mode: Mode::Ok,
             received: Vec::new(),
             listener_alive: true,
+            connections: 0,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let source = FakeSource { addr, state, stop };
@@ -63,6 +66,7 @@ impl FakeSource {
             }
             match listener.accept() {
                 Ok((stream, _)) => {
+                    state.lock().unwrap().connections += 1;
                     let state = state.clone();
                     std::thread::spawn(move || serve(stream, &state));
                 }
@@ -102,6 +106,12 @@ impl FakeSource {
         }
     }
 
+    /// TCP connections accepted so far (a keep-alive client needs far fewer than
+    /// requests).
+    pub fn connections(&self) -> usize {
+        self.state.lock().unwrap().connections
+    }
+
     /// Request targets received so far (path and query), answered or not.
     pub fn received(&self) -> Vec<String> {
         self.state.lock().unwrap().received.clone()
@@ -126,37 +136,41 @@ impl Drop for FakeSource {
     }
 }
 
+/// Answer requests on one connection until the client closes it (HTTP/1.1 keep-alive,
+/// as real sources do).
 fn serve(stream: TcpStream, state: &Mutex<State>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
+    let mut stream = stream;
     loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-            break;
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
         }
-    }
-    let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
-    let mode = {
-        let mut s = state.lock().unwrap();
-        s.received.push(target);
-        s.mode
-    };
-    let status = match mode {
-        Mode::Ok => "200 OK",
-        Mode::ServerError => "500 Internal Server Error",
-        Mode::TooManyRequests => "429 Too Many Requests",
-        Mode::Hang => {
-            std::thread::sleep(Duration::from_secs(30));
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                break;
+            }
+        }
+        let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+        let mode = {
+            let mut s = state.lock().unwrap();
+            s.received.push(target);
+            s.mode
+        };
+        let status = match mode {
+            Mode::Ok => "200 OK",
+            Mode::ServerError => "500 Internal Server Error",
+            Mode::TooManyRequests => "429 Too Many Requests",
+            Mode::Hang => {
+                std::thread::sleep(Duration::from_secs(30));
+                return;
+            }
+            Mode::Refuse => return,
+        };
+        if write!(stream, "HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nok").is_err() {
             return;
         }
-        Mode::Refuse => return,
-    };
-    let mut stream = stream;
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-    );
+    }
 }
