@@ -97,6 +97,7 @@ impl PageTemplate {
             let plain_start = a as isize + delta;
             if a > b
                 || b > next_source_start
+                || e.output_start > output.len()
                 || e.output_start as isize != plain_start
                 || output_end < e.output_start as isize
             {
