@@ -35,6 +35,9 @@ pub struct Metrics {
     pub store_batch_ops: Histogram,
     /// Writes that failed to commit.
     pub store_errors: IntCounter,
+    /// Times the WAL grew past `store.wal_max_bytes` and was checkpointed in full and
+    /// started over.
+    pub store_wal_restarts: IntCounter,
     /// Postbacks (and pixel hits) received, by network and outcome.
     pub postbacks: IntCounterVec,
     /// Postbacks refused, by network and reason.
@@ -141,6 +144,14 @@ impl Metrics {
         registry
             .register(Box::new(store_batch_ops.clone()))
             .expect("unique metric");
+        let store_wal_restarts = IntCounter::new(
+            "clickstamp_store_wal_restarts_total",
+            "Times the write-ahead log outgrew store.wal_max_bytes and was checkpointed in full and started over (writes wait meanwhile).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_wal_restarts.clone()))
+            .expect("register once");
         let store_errors = IntCounter::new(
             "clickstamp_store_errors_total",
             "Writes that failed to commit.",
@@ -254,6 +265,7 @@ impl Metrics {
             store_commit_seconds,
             store_batch_ops,
             store_errors,
+            store_wal_restarts,
         }
     }
 

@@ -381,7 +381,13 @@ fn every_dashboard_panel_and_alert_rule_evaluates_on_a_real_prometheus() {
     );
     let origin = OriginServer::start(move |seen| {
         if seen.target.contains("broken") {
-            Reply::ok("text/html", page.clone())
+            // Split inside the big attribute: lol-html must hold the unfinished tag
+            // across pieces, past its limit (one read holding the whole tag would not).
+            Reply::ok("text/html", page.clone()).chunked(
+                std::iter::once(70)
+                    .chain((1..=20).map(|k| k * 1_000))
+                    .collect(),
+            )
         } else {
             Reply::ok(
                 "text/html",
@@ -425,6 +431,11 @@ fn every_dashboard_panel_and_alert_rule_evaluates_on_a_real_prometheus() {
     let proxied = inst.get("/lp/broken?tsid=L1", &[]);
     assert_eq!(proxied.status, 200);
     assert!(proxied.text().ends_with("<p>tail</p>"), "the page is whole");
+    assert_eq!(
+        inst.metric("clickstamp_html_rewrite_failures_total{campaign=\"proxied\"}"),
+        1.0,
+        "the rewrite failure is counted"
+    );
 
     // Steady traffic in the background while Prometheus scrapes and we evaluate.
     let stop = Arc::new(AtomicBool::new(false));

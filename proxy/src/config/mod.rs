@@ -244,6 +244,10 @@ pub struct StoreConfig {
     pub sync: SyncMode,
     pub batch_max: usize,
     pub click_cache: usize,
+    /// `store.wal_max_bytes`: past this size the write-ahead log is checkpointed in
+    /// full and started over (briefly holding writes), so it stays bounded under
+    /// sustained load.
+    pub wal_max_bytes: u64,
 }
 
 /// `[secrets]`

@@ -93,6 +93,7 @@ pub struct RawStore {
     pub sync: Option<String>,
     pub batch_max: Option<usize>,
     pub click_cache: Option<usize>,
+    pub wal_max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

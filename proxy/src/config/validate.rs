@@ -383,12 +383,21 @@ fn store(raw: &RawStore, base_dir: &Path, p: &mut Problems) -> StoreConfig {
             "use a positive number, e.g. 1024",
         );
     }
+    let wal_max_bytes = raw.wal_max_bytes.unwrap_or(32 << 20);
+    if wal_max_bytes < 1 << 20 {
+        p.add(
+            "store.wal_max_bytes",
+            format!("{wal_max_bytes} bytes"),
+            "use at least 1 MiB (1048576); 33554432 (32 MiB) suits most loads",
+        );
+    }
     StoreConfig {
         path,
         durability,
         sync,
         batch_max: batch_max.max(1),
         click_cache: raw.click_cache.unwrap_or(100_000),
+        wal_max_bytes,
     }
 }
 

@@ -330,6 +330,9 @@ impl BodyRewriter {
                 self.changed = html.changed();
                 self.stage = Stage::Passthrough;
                 self.recording = None;
+                if self.slot.is_some() {
+                    self.template.get_or_insert(TemplateOutcome::NotRecorded);
+                }
                 return flushed;
             }
         };
@@ -743,5 +746,22 @@ mod tests {
         let mut again = body_with(1 << 20, 1 << 20, Some(slot.clone()), FIRST);
         run_with(&mut again, other.as_bytes(), 512);
         assert_eq!(again.template_outcome(), Some(TemplateOutcome::Replayed));
+    }
+
+    #[test]
+    fn a_failure_while_recording_is_reported_and_never_becomes_a_template() {
+        let huge_attr = "z".repeat(64 * 1024);
+        let page = format!(
+            "<a href=\"https://net.example/offer\">a</a><a data-x=\"{huge_attr}\" href=\"https://net.example/offer\">b</a><p>tail</p>"
+        );
+        let slot = cache_slot();
+        for _ in 0..2 {
+            let mut b = body_with(1 << 20, 4096, Some(slot.clone()), FIRST);
+            let out = run_with(&mut b, page.as_bytes(), 1000);
+            assert!(b.take_failure().is_some(), "the failure is reported");
+            assert!(out.ends_with(b"<p>tail</p>"), "the page is whole");
+            assert_eq!(b.template_outcome(), Some(TemplateOutcome::NotRecorded));
+        }
+        assert!(slot.cache.is_empty());
     }
 }

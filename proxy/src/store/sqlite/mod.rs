@@ -70,12 +70,16 @@ impl SqliteStore {
         let batch_max = config.batch_max;
         std::thread::Builder::new()
             .name("clickstamp-store-writer".into())
-            .spawn(move || writer_loop(writer, rx, batch_max, &metrics))
+            .spawn({
+                let metrics = metrics.clone();
+                move || writer_loop(writer, rx, batch_max, &metrics)
+            })
             .map_err(|e| open_err(e.to_string()))?;
         let checkpoint_conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        let wal_max_pages = config.wal_max_bytes / PAGE_SIZE_GUESS;
         std::thread::Builder::new()
             .name("clickstamp-store-checkpoint".into())
-            .spawn(move || checkpointer(checkpoint_conn))
+            .spawn(move || checkpointer(checkpoint_conn, wal_max_pages, &metrics))
             .map_err(|e| open_err(e.to_string()))?;
         let cache = NonZeroUsize::new(config.click_cache.max(1)).expect("max(1) is non-zero");
         Ok(SqliteStore {
@@ -118,6 +122,12 @@ impl SqliteStore {
     }
 }
 
+/// SQLite's default page size, used to turn `wal_max_bytes` into WAL frames.
+const PAGE_SIZE_GUESS: u64 = 4096;
+
+/// How often the checkpointer runs.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 fn open_writer(path: &Path, sync: SyncMode) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -132,6 +142,8 @@ fn open_writer(path: &Path, sync: SyncMode) -> rusqlite::Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // Checkpoints run on their own thread (see `checkpointer`), never inside a commit.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // A WAL that grew under a burst is cut back to this size when it starts over.
+    conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
     conn.set_prepared_statement_cache_capacity(64);
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
@@ -140,11 +152,35 @@ fn open_writer(path: &Path, sync: SyncMode) -> rusqlite::Result<Connection> {
 /// Copy the WAL back into the database in the background. PASSIVE checkpoints never
 /// block the writer, so a commit never waits for one (they were the source of
 /// multi-millisecond commit stalls when SQLite ran them inside commits).
-fn checkpointer(conn: Connection) {
+///
+/// But SQLite only starts the WAL over once a checkpoint has caught up with every
+/// frame, and under steady writes a passive one never does: the writer appends while
+/// it copies. Left alone the WAL then grows for as long as the load lasts (a gigabyte
+/// in a minute of postbacks), and commits and reads slow down with it. So once it holds
+/// more than `wal_max_pages` frames, a RESTART checkpoint finishes the copy while
+/// holding writes back for a moment (the writer's busy timeout covers it), and the next
+/// commit starts the WAL from the beginning.
+fn checkpointer(conn: Connection, wal_max_pages: u64, metrics: &Metrics) {
     let _ = conn.busy_timeout(std::time::Duration::from_millis(100));
+    let frames = |r: &rusqlite::Row<'_>| r.get::<_, i64>(1);
     loop {
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0)) {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], frames) {
+            Ok(log) if log >= 0 && log as u64 > wal_max_pages => {
+                let started = Instant::now();
+                match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0)) {
+                    Ok(0) => {
+                        metrics.store_wal_restarts.inc();
+                        tracing::debug!(
+                            frames = log,
+                            took_ms = started.elapsed().as_millis() as u64,
+                            "wal restarted"
+                        );
+                    }
+                    Ok(_) => tracing::debug!(frames = log, "wal restart was busy; will retry"),
+                    Err(e) => tracing::warn!(error = %e, "wal restart failed; will retry"),
+                }
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "wal checkpoint failed; will retry"),
         }
@@ -173,7 +209,10 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<Wr
 }
 
 fn commit_batch(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Vec<WriteResult>>> {
-    let tx = conn.transaction()?;
+    // IMMEDIATE: take the write lock up front, waiting (busy timeout) while the
+    // checkpointer restarts the WAL. A deferred transaction would read first and then
+    // fail to upgrade its outdated snapshot, without waiting.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
         let mut one = Vec::with_capacity(job.ops.len());
