@@ -374,14 +374,11 @@ fn sustained_writes_restart_the_wal_and_lose_nothing() {
     for w in workers {
         w.join().unwrap();
     }
-    let mut restarts = 0.0;
-    for _ in 0..40 {
-        restarts = inst.metric("clickstamp_store_wal_restarts_total");
-        if restarts >= 1.0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let restarts = inst.metric_at_least(
+        "clickstamp_store_wal_restarts_total",
+        1.0,
+        Duration::from_secs(4),
+    );
     assert!(
         restarts >= 1.0,
         "the WAL was never restarted:\n{}",

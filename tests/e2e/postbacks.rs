@@ -566,14 +566,11 @@ fn a_source_that_never_recovers_dead_letters_and_dead_letters_replay() {
         6,
         "dead letters are not retried by themselves"
     );
-    let mut gauge = 0.0;
-    for _ in 0..60 {
-        gauge = inst.metric("clickstamp_outbox_entries{state=\"dead\"}");
-        if gauge >= 2.0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let gauge = inst.metric_at_least(
+        "clickstamp_outbox_entries{state=\"dead\"}",
+        2.0,
+        Duration::from_secs(3),
+    );
     assert_eq!(gauge, 2.0, "the dead-letter gauge shows them");
 
     source.set_mode(Mode::Ok);

@@ -231,6 +231,19 @@ impl Instance {
         get(self.admin, target, &[("Authorization", &auth)])
     }
 
+    /// Poll `series` until it reaches `at_least` or `timeout` passes; returns the last
+    /// value read (metrics that follow a background task lag it a little).
+    pub fn metric_at_least(&self, series: &str, at_least: f64, timeout: Duration) -> f64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let value = self.metric(series);
+            if value >= at_least || Instant::now() >= deadline {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The value of a metric sample line (`name{labels}`) on /metrics, 0 if absent.
     pub fn metric(&self, series: &str) -> f64 {
         let text = get(self.admin, "/metrics", &[]).text();

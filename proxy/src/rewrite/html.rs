@@ -271,11 +271,6 @@ impl HtmlStamper {
         self.shared.injected.load(Ordering::Relaxed)
     }
 
-    /// Whether nothing has been frozen (the whole page was eligible for changes).
-    pub fn frozen(&self) -> bool {
-        self.shared.frozen.load(Ordering::Relaxed)
-    }
-
     /// The template notes of a recording pass (taken once).
     pub fn take_notes(&self) -> Option<TemplateNotes> {
         self.shared

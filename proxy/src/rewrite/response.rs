@@ -359,34 +359,29 @@ impl BodyRewriter {
             }
             self.changed = html.changed();
             let notes = html.take_notes();
-            let frozen = html.frozen();
             self.stage = Stage::Passthrough;
-            self.finish_recording(notes, frozen);
+            self.finish_recording(notes);
         }
         out
     }
 
-    fn finish_recording(&mut self, notes: Option<super::html::TemplateNotes>, frozen: bool) {
+    /// Turn a finished pass into the path's template. A recording that is still there
+    /// survived the pass: it was dropped on a freeze, a rewrite failure or the budget.
+    fn finish_recording(&mut self, notes: Option<super::html::TemplateNotes>) {
         let Some(slot) = &self.slot else {
             return;
         };
         let recorded = match (self.recording.take(), notes) {
-            (Some(rec), Some(notes))
-                if !frozen
-                    && self.failure.is_none()
-                    && rec.source.len() + rec.output.len() <= slot.cache.max_bytes() =>
-            {
-                PageTemplate::build(
-                    rec.source,
-                    rec.output,
-                    notes.edits,
-                    notes.tags,
-                    &self.options.click_id,
-                    self.changed,
-                )
-                .map_err(|e| tracing::debug!(error = %e, "page not kept as a template"))
-                .ok()
-            }
+            (Some(rec), Some(notes)) if self.failure.is_none() => PageTemplate::build(
+                rec.source,
+                rec.output,
+                notes.edits,
+                notes.tags,
+                &self.options.click_id,
+                self.changed,
+            )
+            .map_err(|e| tracing::debug!(error = %e, "page not kept as a template"))
+            .ok(),
             _ => None,
         };
         let outcome = match recorded {
@@ -539,7 +534,10 @@ mod tests {
 
     fn run(b: &mut BodyRewriter, page: &[u8], step: usize) -> Vec<u8> {
         let mut out = Vec::new();
-        let chunks: Vec<&[u8]> = page.chunks(step).collect();
+        let chunks: Vec<&[u8]> = page.chunks(step.max(1)).collect();
+        if chunks.is_empty() {
+            out.extend(b.feed(b"", true).unwrap());
+        }
         for (i, c) in chunks.iter().enumerate() {
             out.extend(b.feed(c, i + 1 == chunks.len()).unwrap());
         }
@@ -647,32 +645,20 @@ mod tests {
         }
     }
 
-    fn run_with(b: &mut BodyRewriter, page: &[u8], step: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        let chunks: Vec<&[u8]> = page.chunks(step.max(1)).collect();
-        if chunks.is_empty() {
-            out.extend(b.feed(b"", true).unwrap());
-        }
-        for (i, c) in chunks.iter().enumerate() {
-            out.extend(b.feed(c, i + 1 == chunks.len()).unwrap());
-        }
-        out
-    }
-
     #[test]
     fn a_template_replays_exactly_what_lol_html_makes_for_another_click() {
         let page = template_page();
         let slot = cache_slot();
         let mut first = body_with(1 << 20, 1 << 20, Some(slot.clone()), FIRST);
-        let recorded = run_with(&mut first, page.as_bytes(), 4096);
+        let recorded = run(&mut first, page.as_bytes(), 4096);
         assert_eq!(first.template_outcome(), Some(TemplateOutcome::Recorded));
         assert_eq!(slot.cache.len(), 1);
         assert!(String::from_utf8_lossy(&recorded).contains(FIRST));
         for step in [1, 5, 64, 4096] {
             let mut fresh = body_with(1 << 20, 1 << 20, None, SECOND);
-            let expected = run_with(&mut fresh, page.as_bytes(), step);
+            let expected = run(&mut fresh, page.as_bytes(), step);
             let mut replayed = body_with(1 << 20, 1 << 20, Some(slot.clone()), SECOND);
-            let got = run_with(&mut replayed, page.as_bytes(), step);
+            let got = run(&mut replayed, page.as_bytes(), step);
             assert_eq!(replayed.template_outcome(), Some(TemplateOutcome::Replayed));
             assert_eq!(
                 String::from_utf8(got).unwrap(),
@@ -689,7 +675,7 @@ mod tests {
         let page = template_page();
         let slot = cache_slot();
         let mut first = body_with(1 << 20, 1 << 20, Some(slot.clone()), FIRST);
-        run_with(&mut first, page.as_bytes(), 4096);
+        run(&mut first, page.as_bytes(), 4096);
         let template = slot.cache.get(&slot.key).unwrap();
         let edits: [&[u8]; 4] = [b"<", b"\"", b"x", b"<a href=https://net.example/offer>"];
         let mut diverged = 0;
@@ -704,7 +690,7 @@ mod tests {
                 }
                 let step = [7, 97, 4096][at % 3];
                 let mut fresh = body_with(1 << 20, 1 << 20, None, SECOND);
-                let expected = run_with(&mut fresh, &changed, step);
+                let expected = run(&mut fresh, &changed, step);
                 // Each case starts from the original template, not the last recording.
                 let own = TemplateSlot {
                     cache: Arc::new(super::super::template::TemplateCache::new(1 << 20)),
@@ -712,7 +698,7 @@ mod tests {
                 };
                 own.cache.put(own.key.clone(), (*template).clone());
                 let mut replayed = body_with(1 << 20, 1 << 20, Some(own), SECOND);
-                let got = run_with(&mut replayed, &changed, step);
+                let got = run(&mut replayed, &changed, step);
                 assert_eq!(
                     String::from_utf8_lossy(&got),
                     String::from_utf8_lossy(&expected),
@@ -734,17 +720,17 @@ mod tests {
     fn a_diverged_page_becomes_the_new_template() {
         let page = template_page();
         let slot = cache_slot();
-        run_with(
+        run(
             &mut body_with(1 << 20, 1 << 20, Some(slot.clone()), FIRST),
             page.as_bytes(),
             512,
         );
         let other = page.replace("Text 3", "Text three");
         let mut b = body_with(1 << 20, 1 << 20, Some(slot.clone()), SECOND);
-        run_with(&mut b, other.as_bytes(), 512);
+        run(&mut b, other.as_bytes(), 512);
         assert_eq!(b.template_outcome(), Some(TemplateOutcome::Diverged));
         let mut again = body_with(1 << 20, 1 << 20, Some(slot.clone()), FIRST);
-        run_with(&mut again, other.as_bytes(), 512);
+        run(&mut again, other.as_bytes(), 512);
         assert_eq!(again.template_outcome(), Some(TemplateOutcome::Replayed));
     }
 
@@ -757,7 +743,7 @@ mod tests {
         let slot = cache_slot();
         for _ in 0..2 {
             let mut b = body_with(1 << 20, 4096, Some(slot.clone()), FIRST);
-            let out = run_with(&mut b, page.as_bytes(), 1000);
+            let out = run(&mut b, page.as_bytes(), 1000);
             assert!(b.take_failure().is_some(), "the failure is reported");
             assert!(out.ends_with(b"<p>tail</p>"), "the page is whole");
             assert_eq!(b.template_outcome(), Some(TemplateOutcome::NotRecorded));

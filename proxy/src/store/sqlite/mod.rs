@@ -76,10 +76,10 @@ impl SqliteStore {
             })
             .map_err(|e| open_err(e.to_string()))?;
         let checkpoint_conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
-        let wal_max_pages = config.wal_max_bytes / PAGE_SIZE_GUESS;
+        let wal_max_bytes = config.wal_max_bytes;
         std::thread::Builder::new()
             .name("clickstamp-store-checkpoint".into())
-            .spawn(move || checkpointer(checkpoint_conn, wal_max_pages, &metrics))
+            .spawn(move || checkpointer(checkpoint_conn, wal_max_bytes, &metrics))
             .map_err(|e| open_err(e.to_string()))?;
         let cache = NonZeroUsize::new(config.click_cache.max(1)).expect("max(1) is non-zero");
         Ok(SqliteStore {
@@ -122,9 +122,6 @@ impl SqliteStore {
     }
 }
 
-/// SQLite's default page size, used to turn `wal_max_bytes` into WAL frames.
-const PAGE_SIZE_GUESS: u64 = 4096;
-
 /// How often the checkpointer runs.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -157,11 +154,16 @@ fn open_writer(path: &Path, sync: SyncMode) -> rusqlite::Result<Connection> {
 /// frame, and under steady writes a passive one never does: the writer appends while
 /// it copies. Left alone the WAL then grows for as long as the load lasts (a gigabyte
 /// in a minute of postbacks), and commits and reads slow down with it. So once it holds
-/// more than `wal_max_pages` frames, a RESTART checkpoint finishes the copy while
+/// more than `wal_max_bytes` of frames, a RESTART checkpoint finishes the copy while
 /// holding writes back for a moment (the writer's busy timeout covers it), and the next
 /// commit starts the WAL from the beginning.
-fn checkpointer(conn: Connection, wal_max_pages: u64, metrics: &Metrics) {
+fn checkpointer(conn: Connection, wal_max_bytes: u64, metrics: &Metrics) {
     let _ = conn.busy_timeout(std::time::Duration::from_millis(100));
+    // One WAL frame holds one page.
+    let page_size = conn
+        .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+        .map_or(4096, |p| p.max(512) as u64);
+    let wal_max_pages = wal_max_bytes / page_size;
     let frames = |r: &rusqlite::Row<'_>| r.get::<_, i64>(1);
     loop {
         std::thread::sleep(CHECKPOINT_EVERY);
