@@ -324,7 +324,7 @@ impl MainService {
         if let Some((campaign, click_id)) = stamp.filter(|_| !is_head) {
             if let Some(stamped) =
                 self.hooks
-                    .rewrite_static(campaign, &click_id, file.content_type, &body)
+                    .rewrite_static(campaign, &click_id, &path, file.content_type, &body)
             {
                 body = stamped;
                 etag = format!("W/{etag}");

@@ -505,3 +505,56 @@ fn a_page_seen_before_is_replayed_byte_exact_and_a_changed_page_is_rewritten_afr
         0.0
     );
 }
+
+#[test]
+fn a_lander_file_is_replayed_from_its_template_until_it_is_edited() {
+    // A landers-directory campaign: the file is rewritten by lol-html once, replayed for
+    // later visitors, and rewritten afresh (and re-recorded) once someone edits it.
+    let dir = TempDir::new("lander-templates");
+    let root = dir.0.join("landers");
+    std::fs::create_dir_all(&root).unwrap();
+    let (v1, _, _) = landing_page(PLACEHOLDER);
+    let change = |p: &str| p.replace("data-pos=\"37\"", "data-pos=\"37-new\"");
+    std::fs::write(root.join("index.html"), &v1).unwrap();
+    let cfg = body("http://127.0.0.1:9", "").replace(
+        "origin = { upstream = \"http://127.0.0.1:9\" }",
+        &format!("origin = {{ landers = \"{}\" }}", root.display()),
+    );
+    let inst = Instance::start(&cfg);
+    let template = |outcome: &str| {
+        inst.metric(&format!(
+            "clickstamp_html_templates_total{{campaign=\"lp\",outcome=\"{outcome}\"}}"
+        ))
+    };
+    for visitor in 1..=6 {
+        if visitor == 4 {
+            std::fs::write(root.join("index.html"), change(&v1)).unwrap();
+        }
+        let resp = inst.get(&format!("/lp/?tsid=L{visitor}"), &[]);
+        assert_eq!(resp.status, 200, "{}", inst.log());
+        let cid = cookie_click(&resp);
+        let (_, mut expected, changed) = landing_page(&cid);
+        if visitor >= 4 {
+            expected = change(&expected);
+        }
+        let got = String::from_utf8(resp.body.clone()).expect("utf-8 body");
+        assert_same(&format!("visitor {visitor}"), &got, &expected);
+        assert_eq!(got.matches(&cid).count(), changed, "visitor {visitor}");
+        assert_eq!(
+            resp.header("content-length"),
+            Some(got.len().to_string().as_str()),
+            "a lander keeps an exact Content-Length"
+        );
+    }
+    assert_eq!(template("recorded"), 1.0, "visitor 1 recorded the file");
+    assert_eq!(template("diverged"), 1.0, "visitor 4 met the edited file");
+    assert_eq!(
+        template("replayed"),
+        4.0,
+        "visitors 2, 3, 5 and 6 were replayed"
+    );
+    assert_eq!(
+        inst.metric("clickstamp_html_rewrite_failures_total{campaign=\"lp\"}"),
+        0.0
+    );
+}

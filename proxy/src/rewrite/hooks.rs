@@ -247,22 +247,17 @@ impl LandingHooks {
         // One template per path and content type: the query (the traffic source's
         // per-click parameters) rarely changes the page, and a page that does differ
         // is caught byte by byte anyway.
-        let slot = self
-            .templates
-            .get(campaign)
-            .cloned()
-            .flatten()
-            .map(|cache| {
-                let content_type = resp
-                    .headers
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                TemplateSlot {
-                    cache,
-                    key: format!("{}\n{content_type}", session.req_header().uri.path()),
-                }
-            });
+        let content_type = resp
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let slot = self.template_slot(
+            campaign,
+            "proxied",
+            session.req_header().uri.path(),
+            content_type,
+        );
         Ok(Some(LandingPage {
             campaign,
             body: Mutex::new(BodyRewriter::new(
@@ -274,6 +269,22 @@ impl LandingHooks {
                 slot,
             )),
         }))
+    }
+
+    /// Where a page's template is kept: the campaign's cache (when templates are on)
+    /// under the page's origin kind, path and content type.
+    fn template_slot(
+        &self,
+        campaign: usize,
+        kind: &str,
+        path: &str,
+        content_type: &str,
+    ) -> Option<TemplateSlot> {
+        let cache = self.templates.get(campaign)?.clone()?;
+        Some(TemplateSlot {
+            cache,
+            key: format!("{kind}\n{path}\n{content_type}"),
+        })
     }
 
     /// Body side: rewrite one chunk in place. A rewrite failure is counted in
@@ -331,10 +342,15 @@ impl LandingHooks {
     /// Stamp a whole HTML document held in memory (a lander file): `None` when the
     /// campaign does not rewrite, the type is not HTML or nothing changed. A rewrite
     /// failure is counted and the original is kept.
+    ///
+    /// `file` names the lander (its resolved path): like a proxied page, a file is
+    /// rewritten by lol-html once and then replayed from its template, compared byte
+    /// for byte, so an edited file is simply rewritten afresh.
     pub fn rewrite_static(
         &self,
         campaign: usize,
         click_id: &ClickId,
+        file: &std::path::Path,
         content_type: &str,
         body: &[u8],
     ) -> Option<Vec<u8>> {
@@ -359,10 +375,17 @@ impl LandingHooks {
             options,
             settings.max_body_bytes,
             MAX_DECODED_BYTES,
-            None,
+            self.template_slot(campaign, "lander", &file.to_string_lossy(), content_type),
         );
         let out = rw.feed(body, true).ok()?;
         let campaign_id = &self.tracker.config.campaigns[campaign].id;
+        if let Some(outcome) = rw.template_outcome() {
+            self.tracker
+                .metrics
+                .html_templates
+                .with_label_values(&[campaign_id, outcome.label()])
+                .inc();
+        }
         if rw.take_failure().is_some() {
             self.tracker
                 .metrics
@@ -386,7 +409,12 @@ impl LandingHooks {
 /// Switch on Pingora's downstream compression module for this response: it then
 /// gzips/brotlis the rewritten body when the client's Accept-Encoding allows.
 pub fn enable_recompression(session: &mut Session) {
-    let req = session.req_header().clone();
+    // Disjoint fields: the request header is read while the module context is changed.
+    let req = session.downstream_session.req_header();
+    if !req.headers.contains_key(http::header::ACCEPT_ENCODING) {
+        // Nothing to negotiate: the module would only pass every chunk through.
+        return;
+    }
     if let Some(c) = session
         .downstream_modules_ctx
         .get_mut::<ResponseCompression>()
@@ -394,7 +422,7 @@ pub fn enable_recompression(session: &mut Session) {
         if c.is_header_phase() {
             c.adjust_level(RECOMPRESS_LEVEL);
             // The module skipped the request while disabled; let it read Accept-Encoding now.
-            c.request_filter(&req);
+            c.request_filter(req);
         }
     }
 }
