@@ -242,7 +242,6 @@ impl LandingHooks {
             click_id: click_id.to_hex(),
             sdk_src: settings.inject_sdk.then(|| settings.sdk_src.clone()),
             max_memory: settings.max_memory_bytes,
-            record: false,
         };
         // One template per path and content type: the query (the traffic source's
         // per-click parameters) rarely changes the page, and a page that does differ
@@ -367,7 +366,6 @@ impl LandingHooks {
             click_id: click_id.to_hex(),
             sdk_src: settings.inject_sdk.then(|| settings.sdk_src.clone()),
             max_memory: settings.max_memory_bytes,
-            record: false,
         };
         let mut rw = BodyRewriter::new(
             &plan,

@@ -67,8 +67,6 @@ pub struct PageOptions {
     pub sdk_src: Option<String>,
     /// lol-html's memory limit for this page.
     pub max_memory: usize,
-    /// Note where the page changes, so the pass can become a page template.
-    pub record: bool,
 }
 
 type Sink = Box<dyn FnMut(&[u8]) + Send>;
@@ -110,11 +108,17 @@ fn stamp_attr(
 }
 
 impl HtmlStamper {
-    /// A stamper for a page in `charset`.
-    pub fn new(stamper: Arc<LinkStamper>, charset: Charset, options: PageOptions) -> Self {
+    /// A stamper for a page in `charset`. With `record`, the pass also notes where
+    /// the page changes, so that it can become a page template.
+    pub fn new(
+        stamper: Arc<LinkStamper>,
+        charset: Charset,
+        options: PageOptions,
+        record: bool,
+    ) -> Self {
         let out = Arc::new(Mutex::new(Vec::with_capacity(16 * 1024)));
         let shared = Arc::new(Shared {
-            record: options.record.then(Default::default),
+            record: record.then(Default::default),
             ..Shared::default()
         });
         let link = |selector: &'static str, attr: &'static str| {
@@ -191,7 +195,7 @@ impl HtmlStamper {
                 }
             ));
         }
-        if options.record {
+        if record {
             // Every start tag's range: a template must not send half of a tag that
             // a different page could end differently.
             let shared = shared.clone();

@@ -227,14 +227,11 @@ impl BodyRewriter {
 
     fn start_live(&mut self, record: bool) {
         let record = record && self.slot.is_some();
-        let options = PageOptions {
-            record,
-            ..self.options.clone()
-        };
         self.stage = Stage::Live(Box::new(HtmlStamper::new(
             self.stamper.clone(),
             self.charset,
-            options,
+            self.options.clone(),
+            record,
         )));
         self.recording = record.then(Recording::default);
     }
@@ -524,7 +521,6 @@ mod tests {
                 click_id: click_id.into(),
                 sdk_src: Some("/sdk/clickstamp.js".into()),
                 max_memory,
-                record: false,
             },
             max_body,
             1 << 20,
