@@ -286,6 +286,17 @@ impl LandingHooks {
         })
     }
 
+    /// Count how a finished page was served by its template, if it had one.
+    fn count_template_outcome(&self, campaign_id: &str, rw: &BodyRewriter) {
+        if let Some(outcome) = rw.template_outcome() {
+            self.tracker
+                .metrics
+                .html_templates
+                .with_label_values(&[campaign_id, outcome.label()])
+                .inc();
+        }
+    }
+
     /// Body side: rewrite one chunk in place. A rewrite failure is counted in
     /// `clickstamp_html_rewrite_failures_total` and the page continues unmodified; only
     /// an undecodable compressed body is an error (the response is then cut short).
@@ -324,13 +335,7 @@ impl LandingHooks {
                     .with_label_values(&[campaign_id])
                     .inc_by(changed as u64);
             }
-            if let Some(outcome) = rw.template_outcome() {
-                self.tracker
-                    .metrics
-                    .html_templates
-                    .with_label_values(&[campaign_id, outcome.label()])
-                    .inc();
-            }
+            self.count_template_outcome(campaign_id, &rw);
         }
         *body = (!out.is_empty()).then(|| Bytes::from(out));
         Ok(())
@@ -377,13 +382,7 @@ impl LandingHooks {
         );
         let out = rw.feed(body, true).ok()?;
         let campaign_id = &self.tracker.config.campaigns[campaign].id;
-        if let Some(outcome) = rw.template_outcome() {
-            self.tracker
-                .metrics
-                .html_templates
-                .with_label_values(&[campaign_id, outcome.label()])
-                .inc();
-        }
+        self.count_template_outcome(campaign_id, &rw);
         if rw.take_failure().is_some() {
             self.tracker
                 .metrics
