@@ -36,12 +36,7 @@ pub fn dedup_key(click_id: &str, event: &str, txid: Option<&str>) -> String {
         .filter(|c| *c != '-')
         .map(|c| c.to_ascii_lowercase())
         .collect();
-    let event = event.trim().to_ascii_lowercase();
-    let event = if event.is_empty() {
-        DEFAULT_EVENT.to_string()
-    } else {
-        event
-    };
+    let event = normalize_event(event);
     let txid = txid.map(str::trim).filter(|t| !t.is_empty());
 
     let mut h = Sha256::new();
@@ -59,6 +54,18 @@ pub fn dedup_key(click_id: &str, event: &str, txid: Option<&str>) -> String {
         }
     }
     hex::encode(&h.finalize()[..DEDUP_KEY_LEN / 2])
+}
+
+/// An event name as the dedup key sees it: trimmed, ASCII-lowercased, empty meaning
+/// [`DEFAULT_EVENT`]. Two events that normalise alike are one conversion, so the
+/// server stores this form and looks conversions up by it.
+pub fn normalize_event(event: &str) -> String {
+    let event = event.trim();
+    if event.is_empty() {
+        DEFAULT_EVENT.to_string()
+    } else {
+        event.to_ascii_lowercase()
+    }
 }
 
 fn len_prefix(bytes: &[u8]) -> [u8; 4] {
@@ -104,5 +111,17 @@ mod tests {
             dedup_key("c", "e", Some("T1")),
             dedup_key("c", "e", Some("t1"))
         );
+    }
+
+    #[test]
+    fn normalised_events_key_alike() {
+        assert_eq!(normalize_event(" Sale "), "sale");
+        assert_eq!(normalize_event("  "), DEFAULT_EVENT);
+        for raw in ["Sale", " SALE", "sale "] {
+            assert_eq!(
+                dedup_key("c", raw, Some("T")),
+                dedup_key("c", &normalize_event(raw), Some("T"))
+            );
+        }
     }
 }

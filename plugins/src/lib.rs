@@ -19,7 +19,7 @@ pub mod template;
 pub mod verify;
 
 pub use clickid::{ClickId, ClickIdCodec, ClickIdError};
-pub use dedup::dedup_key;
+pub use dedup::{dedup_key, normalize_event};
 pub use lint::{lint_network, lint_offer_url, lint_source_template, LintFinding, Severity};
 pub use network::{
     builtin_network, builtin_network_kinds, builtin_network_spec, postback_url_with_secret,

@@ -19,7 +19,7 @@ fn body(source: &FakeSource, extra_outbox: &str) -> String {
 id = "cake"
 secret = "{SECRET}"
 # CAKE has no status macro of its own; this operator's CAKE instance sends one.
-macros = {{ status = "status" }}
+macros = {{ status = "status", event = "event" }}
 
 [[traffic_sources]]
 id = "src"
@@ -164,6 +164,28 @@ fn duplicates_are_answered_200_counted_once_and_relayed_once() {
         .json()["status"],
         "accepted"
     );
+    // One event however the network spells it: stored once, in the dedup key's form.
+    let cid4 = click(&inst, "SRC-D4");
+    for (event, expected) in [
+        ("Sale", "accepted"),
+        ("SALE", "duplicate"),
+        ("sale", "duplicate"),
+    ] {
+        let r = postback(
+            &inst,
+            &format!("cid={cid4}&payout=1&txid=TX4&event={event}&secret={SECRET}"),
+        );
+        assert_eq!(r.json()["status"], expected, "event {event}");
+    }
+    let stored: String = inst
+        .db()
+        .query_row(
+            "SELECT event FROM conversions WHERE click_id = ?1",
+            [&cid4],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, "sale");
     // The same postback 50 times at once.
     let cid3 = click(&inst, "SRC-D3");
     let main = inst.main;
@@ -202,11 +224,11 @@ fn duplicates_are_answered_200_counted_once_and_relayed_once() {
         49
     );
 
-    assert_eq!(conversions(&inst), 4);
-    source.wait_for(Duration::from_secs(5), |r| r.len() >= 4);
+    assert_eq!(conversions(&inst), 5);
+    source.wait_for(Duration::from_secs(5), |r| r.len() >= 5);
     std::thread::sleep(Duration::from_millis(500));
     let got = source.received();
-    assert_eq!(got.len(), 4, "exactly one relay per conversion: {got:?}");
+    assert_eq!(got.len(), 5, "exactly one relay per conversion: {got:?}");
     assert_eq!(count_for(&got, "clickid=SRC-D3"), 1);
     let dups: i64 = inst
         .db()
@@ -219,7 +241,7 @@ fn duplicates_are_answered_200_counted_once_and_relayed_once() {
     assert_eq!(dups, 49);
     assert_eq!(
         inst.metric("clickstamp_postbacks_total{network=\"cake\",outcome=\"duplicate\"}"),
-        51.0
+        53.0
     );
 }
 

@@ -15,7 +15,8 @@ use crate::store::{
 use crate::tracker::Tracker;
 use clickstamp_plugins::query::parse_query;
 use clickstamp_plugins::{
-    dedup_key, ClickIdError, ParsedPostback, PostbackError, PostbackRequest, RelayConversion,
+    dedup_key, normalize_event, ClickIdError, ParsedPostback, PostbackError, PostbackRequest,
+    RelayConversion,
 };
 use serde_json::json;
 use std::net::IpAddr;
@@ -418,7 +419,9 @@ impl Tracker {
             source_id: source.id.clone(),
             network_id: network.map(|n| config.networks[n].id.clone()),
             offer_id: offer_cfg.map(|o| o.id.clone()),
-            event,
+            // Stored as the dedup key sees it, so "Sale" and "sale" find one conversion;
+            // the relay above keeps the network's spelling.
+            event: normalize_event(&event),
             txid: parsed.txid.clone(),
             payout,
             currency,

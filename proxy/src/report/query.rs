@@ -7,7 +7,7 @@
 //! range *is* a key range, read in key order. A click's `/go` offer comes from
 //! `outbound_clicks`, whose primary key starts with the click id, walked in the same
 //! order beside the clicks (a merge join: no per-click lookup). Conversions are reached
-//! through the existing `conversions_by_click` index over the same key range. So the
+//! through the `conversions_by_click_key` index over the same key range. So the
 //! report adds no index and nothing to the click path.
 //!
 //! Grouping happens here rather than in SQL because unique visitors need a distinct

@@ -83,22 +83,38 @@ fn find_existing(
             origin: r.get(2)?,
         })
     };
-    let by_key = tx
-        .prepare_cached("SELECT id, status, origin FROM conversions WHERE dedup_key = ?1")?
-        .query_row([&c.dedup_key], row)
-        .optional()?;
-    if by_key.is_some() {
-        return Ok(by_key);
+    // Every lookup is a seek in `conversions_by_click_key` (click, event, origin, key); the
+    // candidate's event is already normalised, as the dedup key normalises it.
+    if c.origin == "s2s" {
+        // Its own key first (a duplicate or a status change), then a pixel conversion of
+        // the same (click, event) to upgrade: pixel and S2S are one conversion per
+        // (click, event), whatever txid either carries.
+        let own = tx
+            .prepare_cached(
+                "SELECT id, status, origin FROM conversions
+                 WHERE click_id = ?1 AND event = ?2 AND origin = 's2s' AND dedup_key = ?3",
+            )?
+            .query_row(params![c.click_id, c.event, c.dedup_key], row)
+            .optional()?;
+        if own.is_some() {
+            return Ok(own);
+        }
+        return tx
+            .prepare_cached(
+                "SELECT id, status, origin FROM conversions
+                 WHERE click_id = ?1 AND event = ?2 AND origin = 'pixel' ORDER BY id LIMIT 1",
+            )?
+            .query_row(params![c.click_id, c.event], row)
+            .optional();
     }
-    // Pixel and S2S are one conversion per (click, event), whatever txid either carries.
-    let sql = if c.origin == "pixel" {
-        "SELECT id, status, origin FROM conversions WHERE click_id = ?1 AND event = ?2 ORDER BY id LIMIT 1"
-    } else {
-        "SELECT id, status, origin FROM conversions WHERE click_id = ?1 AND event = ?2 AND origin = 'pixel' ORDER BY id LIMIT 1"
-    };
-    tx.prepare_cached(sql)?
-        .query_row(params![c.click_id, c.event], row)
-        .optional()
+    // A pixel hit is a duplicate of any conversion of its (click, event): the one with
+    // its own key if there is one, else the oldest.
+    tx.prepare_cached(
+        "SELECT id, status, origin FROM conversions
+         WHERE click_id = ?1 AND event = ?2 ORDER BY dedup_key = ?3 DESC, id LIMIT 1",
+    )?
+    .query_row(params![c.click_id, c.event, c.dedup_key], row)
+    .optional()
 }
 
 fn insert_journal(

@@ -1,6 +1,7 @@
 //! The embedded store: SQLite in WAL mode, one writer thread doing group commit.
 
 mod apply;
+mod migrate;
 mod read;
 
 use super::{ConversionRow, JournalFilter, JournalRow, OutboxCounts, OutboxRow};
@@ -126,7 +127,7 @@ impl SqliteStore {
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 fn open_writer(path: &Path, sync: SyncMode) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
+    let mut conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(
         None,
@@ -142,7 +143,14 @@ fn open_writer(path: &Path, sync: SyncMode) -> rusqlite::Result<Connection> {
     // A WAL that grew under a burst is cut back to this size when it starts over.
     conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
     conn.set_prepared_statement_cache_capacity(64);
-    conn.execute_batch(SCHEMA)?;
+    let upgrade = migrate::apply_schema(&mut conn, SCHEMA)?;
+    if upgrade.conversions_rebuilt > 0 {
+        tracing::info!(
+            conversions = upgrade.conversions_rebuilt,
+            events_normalised = upgrade.events_normalised,
+            "store upgraded: conversions rebuilt around one click-ordered index"
+        );
+    }
     Ok(conn)
 }
 

@@ -52,13 +52,13 @@ CREATE TABLE IF NOT EXISTS postback_journal (
 -- Conversions, one per dedup key: (click, event) plus txid when the network sends one.
 CREATE TABLE IF NOT EXISTS conversions (
     id          INTEGER PRIMARY KEY,
-    dedup_key   TEXT NOT NULL UNIQUE,
+    dedup_key   TEXT NOT NULL,             -- unique with its click: see conversions_by_click_key
     click_id    TEXT NOT NULL,
     campaign_id TEXT NOT NULL,
     source_id   TEXT NOT NULL,
     network_id  TEXT,
     offer_id    TEXT,
-    event       TEXT NOT NULL,
+    event       TEXT NOT NULL,             -- normalised as the dedup key does: trimmed, lowercase
     txid        TEXT,
     payout      REAL,
     currency    TEXT,
@@ -68,9 +68,11 @@ CREATE TABLE IF NOT EXISTS conversions (
     created_ms  INTEGER NOT NULL,
     updated_ms  INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS conversions_by_click_event ON conversions (click_id, event, origin);
--- Reports reach conversions through their clicks (time-ordered keys), so no
--- campaign/time index is kept: each index is another page to write per postback.
+-- The one index on conversions. Dedup (the key), the pixel/S2S merge (click, event,
+-- origin) and reports (a click range) all seek it by click. Click ids are time-ordered,
+-- so its writes gather on recent clicks; an index on the hashed key alone would put
+-- each postback on a random page, and each index is another page to write per postback.
+CREATE UNIQUE INDEX IF NOT EXISTS conversions_by_click_key ON conversions (click_id, event, origin, dedup_key);
 
 -- Every status a conversion has had.
 CREATE TABLE IF NOT EXISTS conversion_history (
@@ -107,3 +109,4 @@ DROP INDEX IF EXISTS journal_by_time;
 DROP INDEX IF EXISTS conversions_by_campaign_time;
 DROP INDEX IF EXISTS history_by_conversion;
 DROP INDEX IF EXISTS conversions_by_click;
+DROP INDEX IF EXISTS conversions_by_click_event;
