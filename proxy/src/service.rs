@@ -605,8 +605,9 @@ impl ProxyHttp for MainService {
         e: &Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
-        // Once the response has started, nothing more can be said to the client.
-        if session.response_written().is_some() || ctx.upstream.is_none() {
+        // Once the response has started, nothing more can be said to the client; and a
+        // client that hung up is not told anything (nor is its origin blamed).
+        if session.response_written().is_some() || ctx.upstream.is_none() || client_went_away(e) {
             return FailToProxy {
                 error_code: 0,
                 can_reuse_downstream: false,
@@ -647,10 +648,10 @@ impl ProxyHttp for MainService {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         let metrics = &self.tracker.metrics;
-        let outcome = if e.is_some() && ctx.outcome == "proxied" {
-            "origin_error"
-        } else {
-            ctx.outcome
+        let outcome = match e {
+            Some(e) if client_went_away(e) => "client_closed",
+            Some(_) if ctx.outcome == "proxied" => "origin_error",
+            _ => ctx.outcome,
         };
         metrics
             .requests
@@ -662,7 +663,22 @@ impl ProxyHttp for MainService {
             .observe(ctx.started.elapsed().as_secs_f64());
         if let Some(e) = e {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
-            tracing::warn!(route = ctx.route, status, error = %e, "request failed");
+            if outcome == "client_closed" {
+                // Visitors close tabs mid-page all the time: worth a count, not a warning.
+                tracing::debug!(route = ctx.route, status, error = %e, "client closed the connection");
+            } else {
+                tracing::warn!(route = ctx.route, status, error = %e, "request failed");
+            }
         }
     }
+}
+
+/// The visitor's side ended the exchange (closed, reset, or stopped reading): Pingora
+/// marks such errors as coming from downstream. Nothing is wrong with the origin then.
+fn client_went_away(e: &Error) -> bool {
+    matches!(e.esource(), pingora::ErrorSource::Downstream)
+        && matches!(
+            e.etype(),
+            ErrorType::ConnectionClosed | ErrorType::WriteError | ErrorType::ReadError
+        )
 }

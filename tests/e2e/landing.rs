@@ -378,6 +378,47 @@ fn origin_down_gives_a_502_page_and_the_click_is_still_recorded() {
 }
 
 #[test]
+fn a_visitor_who_hangs_up_is_counted_as_gone_and_the_origin_is_not_blamed() {
+    let origin = OriginServer::start(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        // Large enough that writing it into the closed connection fails.
+        let filler = "<p>slow but fine</p>".repeat(200_000);
+        Reply::ok("text/html", format!("<html><body>{filler}</body></html>"))
+    });
+    let inst = Instance::start(&body(&format!("http://{}", origin.addr), ""));
+    let mut visitor = std::net::TcpStream::connect(inst.main).unwrap();
+    visitor
+        .write_all(b"GET /lp/?tsid=GONE HTTP/1.1\r\nHost: lp.example\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(visitor);
+
+    let closed = inst.metric_at_least(
+        "clickstamp_requests_total{outcome=\"client_closed\",route=\"landing\"}",
+        1.0,
+        std::time::Duration::from_secs(5),
+    );
+    assert_eq!(closed, 1.0, "{}", inst.log());
+    assert_eq!(
+        inst.metric("clickstamp_requests_total{outcome=\"origin_error\",route=\"landing\"}"),
+        0.0
+    );
+    let log = inst.log();
+    assert!(!log.contains("origin unreachable"), "{log}");
+    assert!(!log.contains("request failed"), "{log}");
+    // The visit still counts: the click was recorded before the page was fetched.
+    let clicks: i64 = inst
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM clicks WHERE source_click_id = 'GONE'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(clicks, 1);
+}
+
+#[test]
 fn landers_directory_refuses_traversal_and_answers_conditional_gets() {
     let dir = TempDir::new("landers");
     let root = dir.0.join("landers");
