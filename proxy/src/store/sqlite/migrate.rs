@@ -24,6 +24,11 @@ pub(super) fn apply_schema(conn: &mut Connection, schema: &str) -> rusqlite::Res
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let rebuild = conversions_have_unique_key(&tx)?;
     if rebuild {
+        // Said before it starts: on a large store the copy takes a while, and a silent
+        // startup would look like a hang.
+        tracing::info!(
+            "store upgrade: rebuilding the conversions table once, around one click-ordered index"
+        );
         tx.execute_batch("ALTER TABLE conversions RENAME TO conversions_before_upgrade")?;
     }
     tx.execute_batch(schema)?;
