@@ -38,6 +38,13 @@ pub(super) fn apply_schema(conn: &mut Connection, schema: &str) -> rusqlite::Res
         Upgrade::default()
     };
     tx.commit()?;
+    if rebuild {
+        tracing::info!(
+            conversions = upgrade.conversions_rebuilt,
+            events_normalised = upgrade.events_normalised,
+            "store upgraded: conversions rebuilt around one click-ordered index"
+        );
+    }
     Ok(upgrade)
 }
 

@@ -143,14 +143,7 @@ fn open_writer(path: &Path, sync: SyncMode) -> rusqlite::Result<Connection> {
     // A WAL that grew under a burst is cut back to this size when it starts over.
     conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
     conn.set_prepared_statement_cache_capacity(64);
-    let upgrade = migrate::apply_schema(&mut conn, SCHEMA)?;
-    if upgrade.conversions_rebuilt > 0 {
-        tracing::info!(
-            conversions = upgrade.conversions_rebuilt,
-            events_normalised = upgrade.events_normalised,
-            "store upgraded: conversions rebuilt around one click-ordered index"
-        );
-    }
+    migrate::apply_schema(&mut conn, SCHEMA)?;
     Ok(conn)
 }
 
