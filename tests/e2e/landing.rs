@@ -599,3 +599,117 @@ fn a_lander_file_is_replayed_from_its_template_until_it_is_edited() {
         0.0
     );
 }
+
+/// `proxy/examples/embed_landing.rs`, the README's recipe for adding clickstamp to an
+/// existing Pingora proxy, run as a user would run it: its landing path gets the click
+/// cookie, a recorded click and exactly the offer links stamped; the rest of the site
+/// is proxied as before.
+#[test]
+fn the_embedding_example_stamps_landing_pages_in_someone_elses_proxy() {
+    use clickstamp_e2e::instance::{embed_landing_example, free_addr, ADMIN_TOKEN, CLICK_ID_KEY};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    let (page, _, _) = landing_page(PLACEHOLDER);
+    let origin = OriginServer::start(move |seen| {
+        if seen.target.starts_with("/lp") {
+            Reply::ok("text/html; charset=utf-8", page.clone())
+        } else {
+            Reply::ok(
+                "text/html",
+                "<a href=\"https://net.example/offer?a=1\">not a landing page</a>",
+            )
+        }
+    });
+    let dir = TempDir::new("embed");
+    // The example reads the campaigns, offers, store and secrets from a clickstamp
+    // config; it listens and proxies where its own arguments say.
+    let config = dir.0.join("clickstamp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{}\"\nadmin_listen = \"{}\"\n\n[store]\npath = \"data/clickstamp.sqlite\"\n\n\
+             [secrets]\nclick_id_key = \"{CLICK_ID_KEY}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{}",
+            free_addr(),
+            free_addr(),
+            body("http://127.0.0.1:9", "")
+        ),
+    )
+    .unwrap();
+    let listen = free_addr();
+    let log_path = dir.0.join("embed.log");
+    let mut proxy = KillOnDrop(
+        Command::new(embed_landing_example())
+            .arg(&config)
+            .arg(listen.to_string())
+            .arg(origin.addr.to_string())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .expect("spawn the embed_landing example"),
+    );
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while request(listen, "GET", "/ready", &[], b"").is_err() {
+        if let Ok(Some(status)) = proxy.0.try_wait() {
+            panic!("the example exited ({status}); log:\n{}", log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the example never listened; log:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let resp = request(listen, "GET", "/lp/?tsid=E1", &[], b"").unwrap();
+    assert_eq!(resp.status, 200, "{}", log());
+    let cid = cookie_click(&resp);
+    let (_, expected, changed) = landing_page(&cid);
+    let got = String::from_utf8(resp.body.clone()).expect("utf-8 body");
+    assert_same("through the example", &got, &expected);
+    assert_eq!(got.matches(&cid).count(), changed);
+    assert!(resp.header("content-length").is_none());
+
+    let other = request(listen, "GET", "/about", &[], b"").unwrap();
+    assert_eq!(other.status, 200);
+    assert!(
+        other.cookie().is_none(),
+        "no click outside the landing path"
+    );
+    assert_eq!(
+        other.text(),
+        "<a href=\"https://net.example/offer?a=1\">not a landing page</a>",
+        "the rest of the site passes through untouched"
+    );
+    let targets: Vec<String> = origin
+        .seen()
+        .into_iter()
+        .map(|s| s.target)
+        .filter(|t| t != "/ready")
+        .collect();
+    assert_eq!(
+        targets,
+        ["/lp/?tsid=E1", "/about"],
+        "the origin sees the paths as sent"
+    );
+
+    drop(proxy);
+    let db = rusqlite::Connection::open(dir.0.join("data/clickstamp.sqlite")).unwrap();
+    let stored: (String, String) = db
+        .query_row(
+            "SELECT click_id, source_click_id FROM clicks WHERE campaign_id = 'lp'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("the landing click is in the store");
+    assert_eq!(stored, (cid, "E1".to_string()));
+}

@@ -29,25 +29,39 @@ pub fn binary() -> &'static Path {
         if let Some(p) = std::env::var_os("CLICKSTAMP_BIN") {
             return PathBuf::from(p);
         }
-        let root = workspace_root();
-        let release = !cfg!(debug_assertions);
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.current_dir(&root)
-            .args(["build", "-p", "clickstamp", "--bin", "clickstamp"]);
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .status()
-            .expect("run cargo build for the clickstamp binary");
-        assert!(status.success(), "building the clickstamp binary failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        target
-            .join(if release { "release" } else { "debug" })
-            .join("clickstamp")
+        cargo_build(&["--bin", "clickstamp"], "clickstamp")
     })
+}
+
+/// Path to the `embed_landing` example of the `clickstamp` crate, built once per test
+/// run with the same profile as the tests.
+pub fn embed_landing_example() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| cargo_build(&["--example", "embed_landing"], "examples/embed_landing"))
+}
+
+/// `cargo build -p clickstamp <what>` in the tests' profile; returns `output` under the
+/// profile's target directory.
+fn cargo_build(what: &[&str], output: &str) -> PathBuf {
+    let root = workspace_root();
+    let release = !cfg!(debug_assertions);
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(&root)
+        .args(["build", "-p", "clickstamp"])
+        .args(what);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo build {what:?}: {e}"));
+    assert!(status.success(), "cargo build {what:?} failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    target
+        .join(if release { "release" } else { "debug" })
+        .join(output)
 }
 
 /// A fresh directory under the system temp dir, removed on drop.
