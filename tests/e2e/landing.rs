@@ -3,7 +3,7 @@
 //! pieces); exactly the offer links change and every other byte is identical.
 
 use clickstamp_e2e::origin::{awkward_splits, landing_page, OriginServer, Reply};
-use clickstamp_e2e::{request, Instance, TempDir};
+use clickstamp_e2e::{request, Instance, KillOnDrop, TempDir};
 use std::io::{Read, Write};
 
 /// Config body: one CAKE offer on net.example/offer, one campaign at `/lp` proxied to
@@ -609,14 +609,6 @@ fn the_embedding_example_stamps_landing_pages_in_someone_elses_proxy() {
     use clickstamp_e2e::instance::{embed_landing_example, free_addr, ADMIN_TOKEN, CLICK_ID_KEY};
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
-
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 
     let (page, _, _) = landing_page(PLACEHOLDER);
     let origin = OriginServer::start(move |seen| {

@@ -1,7 +1,8 @@
-//! HTTPS on the main listener: certificates chosen by SNI, plain HTTP still served.
+//! TLS and addresses: HTTPS on the main listener (certificates chosen by SNI, plain HTTP
+//! still served), the client address behind a trusted load balancer, and https origins.
 
 use clickstamp_e2e::instance::demo_body;
-use clickstamp_e2e::{require_program, Instance, TempDir};
+use clickstamp_e2e::{require_program, Instance, KillOnDrop, TempDir};
 use std::path::Path;
 use std::process::Command;
 
@@ -103,4 +104,124 @@ fn https_serves_each_host_its_own_certificate_and_plain_http_stays() {
         )
         .unwrap();
     assert_eq!(n, 2, "clicks over https are recorded");
+}
+
+/// The click's stored address: the one named by `source_click_id`.
+fn click_ip(inst: &Instance, source_click_id: &str) -> String {
+    inst.db()
+        .query_row(
+            "SELECT ip FROM clicks WHERE source_click_id = ?1",
+            [source_click_id],
+            |r| r.get(0),
+        )
+        .unwrap_or_else(|e| panic!("click {source_click_id}: {e}"))
+}
+
+#[test]
+fn behind_a_load_balancer_the_client_address_comes_from_the_trusted_header_only() {
+    let behind_lb =
+        Instance::start_with_server(&demo_body(), "client_ip_header = \"X-Forwarded-For\"");
+    let resp = behind_lb.get(
+        "/demo?tsid=LB",
+        &[("X-Forwarded-For", "198.51.100.7, 203.0.113.9")],
+    );
+    assert_eq!(resp.status, 200, "{}", behind_lb.log());
+    assert_eq!(
+        click_ip(&behind_lb, "LB"),
+        "203.0.113.9",
+        "the balancer's hop (the last one) is the client"
+    );
+
+    // Without the setting the header is anyone's to forge: the TCP peer counts.
+    let direct = Instance::start(&demo_body());
+    direct.get("/demo?tsid=DIRECT", &[("X-Forwarded-For", "203.0.113.9")]);
+    assert_eq!(click_ip(&direct, "DIRECT"), "127.0.0.1");
+}
+
+#[test]
+fn an_https_origin_is_proxied_and_its_certificate_checked_unless_verify_tls_is_off() {
+    if require_program("openssl").is_none() {
+        return;
+    }
+    let dir = TempDir::new("tls-origin");
+    self_signed(&dir.0, "origin.test");
+    let www = dir.0.join("www");
+    std::fs::create_dir(&www).unwrap();
+    // s_server -WWW reads the whole target as a file name, so the test asks without a
+    // query.
+    let page = "<html><body><a href=\"https://net.example/offer?a=1\">offer</a> \
+                <a href=\"https://elsewhere.example/\">other</a></body></html>";
+    std::fs::write(www.join("page.html"), page).unwrap();
+    let origin = clickstamp_e2e::instance::free_addr();
+    // `openssl s_server -WWW`: a real TLS origin serving the files of a directory.
+    let _server = KillOnDrop(
+        Command::new("openssl")
+            .args(["s_server", "-quiet", "-WWW", "-accept"])
+            .arg(origin.to_string())
+            .arg("-cert")
+            .arg(dir.0.join("origin.test.pem"))
+            .arg("-key")
+            .arg(dir.0.join("origin.test.key"))
+            .current_dir(&www)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start openssl s_server"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(origin).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "s_server never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let campaign = |id: &str, origin_table: String| {
+        format!(
+            "[[campaigns]]\nid = \"{id}\"\npath = \"/{id}\"\ntraffic_source = \"src\"\n\
+             offers = [{{ offer = \"demo\" }}]\norigin = {{ {origin_table} }}\n"
+        )
+    };
+    let body = format!(
+        "[[networks]]\nid = \"cake\"\n\n[[traffic_sources]]\nid = \"src\"\nclick_id_params = [\"tsid\"]\n\n\
+         [[offers]]\nid = \"demo\"\nurl = \"https://net.example/offer?a=1\"\nnetwork = \"cake\"\n\n{}\n{}",
+        campaign(
+            "tolerant",
+            format!("upstream = \"https://{origin}\", verify_tls = false")
+        ),
+        campaign("strict", format!("upstream = \"https://{origin}\"")),
+    );
+    let inst = Instance::start(&body);
+
+    let resp = inst.get("/tolerant/page.html", &[]);
+    assert_eq!(resp.status, 200, "{}", inst.log());
+    let cid = resp
+        .cookie()
+        .expect("a click cookie")
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string();
+    let text = resp.text();
+    assert_eq!(text.matches(&cid).count(), 1, "{text}");
+    assert!(
+        text.contains("href=\"https://net.example/offer?a=1&")
+            && text.contains(&format!("s2={cid}\"")),
+        "the offer link fetched over https is stamped: {text}"
+    );
+    assert!(text.contains("<a href=\"https://elsewhere.example/\">other</a>"));
+
+    // verify_tls defaults to true: a certificate nobody vouches for is refused, the
+    // visitor gets the 502 page, and the click is still recorded.
+    let refused = inst.get("/strict/page.html", &[]);
+    assert_eq!(refused.status, 502, "{}", refused.text());
+    let n: i64 = inst
+        .db()
+        .query_row(
+            "SELECT count(*) FROM clicks WHERE campaign_id IN ('tolerant', 'strict')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 2);
 }

@@ -155,12 +155,25 @@ impl Instance {
     /// Like [`Instance::start_with`], with the body built from the main listener's
     /// address (for offer URLs that point back at the instance).
     pub fn start_templated(body: impl FnOnce(SocketAddr) -> String, store_extra: &str) -> Instance {
+        Self::start_full(body, "", store_extra)
+    }
+
+    /// Like [`Instance::start`], with extra `[server]` lines (e.g. `client_ip_header`).
+    pub fn start_with_server(body: &str, server_extra: &str) -> Instance {
+        Self::start_full(|_| body.to_string(), server_extra, "")
+    }
+
+    fn start_full(
+        body: impl FnOnce(SocketAddr) -> String,
+        server_extra: &str,
+        store_extra: &str,
+    ) -> Instance {
         let dir = TempDir::new("instance");
         let main = free_addr();
         let body = body(main);
         let admin = free_addr();
         let config = format!(
-            "[server]\nlisten = \"{main}\"\nadmin_listen = \"{admin}\"\nthreads = 2\n\n\
+            "[server]\nlisten = \"{main}\"\nadmin_listen = \"{admin}\"\nthreads = 2\n{server_extra}\n\n\
              [store]\npath = \"data/clickstamp.sqlite\"\n{store_extra}\n\n\
              [secrets]\nclick_id_key = \"{CLICK_ID_KEY}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{body}"
         );

@@ -37,3 +37,15 @@ pub fn require_program(name: &str) -> Option<std::path::PathBuf> {
     }
     found
 }
+
+/// A helper process (a test's own server) killed and reaped when dropped, so a failing
+/// assertion never leaves it running.
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
