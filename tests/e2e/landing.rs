@@ -705,3 +705,52 @@ fn the_embedding_example_stamps_landing_pages_in_someone_elses_proxy() {
         .expect("the landing click is in the store");
     assert_eq!(stored, (cid, "E1".to_string()));
 }
+
+/// Latin-1 text as windows-1252 bytes (every char of `s` is below U+0100).
+fn windows_1252(s: &str) -> Vec<u8> {
+    s.chars()
+        .map(|c| u8::try_from(u32::from(c)).expect("a Latin-1 char"))
+        .collect()
+}
+
+/// A page in windows-1252 (é is the single byte 0xE9, not valid UTF-8): its bytes
+/// survive, and its offer link's non-ASCII query keeps its encoding, whether the
+/// charset comes in `Content-Type` or only in a `<meta charset>`.
+#[test]
+fn a_windows_1252_page_keeps_its_bytes_whether_the_charset_is_in_the_header_or_a_meta_tag() {
+    let page = |meta: &str| {
+        format!(
+            "<html><head>{meta}<title>Café crème</title></head><body><p>Déjà vu, à bientôt.</p>\
+             <a href=\"https://net.example/offer?a=1&amp;t=café\">Voilà</a> \
+             <a href=\"https://elsewhere.example/crème\">autre</a></body></html>"
+        )
+    };
+    let cases = [
+        (
+            "charset in Content-Type",
+            "text/html; charset=windows-1252",
+            page(""),
+        ),
+        (
+            "charset in a meta tag only",
+            "text/html",
+            page("<meta charset=\"windows-1252\">"),
+        ),
+    ];
+    for (name, content_type, text) in cases {
+        let original = windows_1252(&text);
+        let served = original.clone();
+        let origin = OriginServer::start(move |_| Reply::ok(content_type, served.clone()));
+        let inst = Instance::start(&body(&format!("http://{}", origin.addr), ""));
+        let resp = inst.get("/lp/", &[]);
+        assert_eq!(resp.status, 200, "{name}: {}", inst.log());
+        let cid = cookie_click(&resp);
+        let expected = windows_1252(&text.replace("t=café\"", &format!("t=café&amp;s2={cid}\"")));
+        assert_eq!(
+            resp.body,
+            expected,
+            "{name}: got {:?}",
+            String::from_utf8_lossy(&resp.body)
+        );
+    }
+}
