@@ -606,7 +606,7 @@ fn a_lander_file_is_replayed_from_its_template_until_it_is_edited() {
 /// is proxied as before.
 #[test]
 fn the_embedding_example_stamps_landing_pages_in_someone_elses_proxy() {
-    use clickstamp_e2e::instance::{embed_landing_example, free_addr, ADMIN_TOKEN, CLICK_ID_KEY};
+    use clickstamp_e2e::instance::{embed_landing_example, free_addr, write_config};
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
@@ -625,17 +625,14 @@ fn the_embedding_example_stamps_landing_pages_in_someone_elses_proxy() {
     // The example reads the campaigns, offers, store and secrets from a clickstamp
     // config; it listens and proxies where its own arguments say.
     let config = dir.0.join("clickstamp.toml");
-    std::fs::write(
+    write_config(
         &config,
-        format!(
-            "[server]\nlisten = \"{}\"\nadmin_listen = \"{}\"\n\n[store]\npath = \"data/clickstamp.sqlite\"\n\n\
-             [secrets]\nclick_id_key = \"{CLICK_ID_KEY}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{}",
-            free_addr(),
-            free_addr(),
-            body("http://127.0.0.1:9", "")
-        ),
-    )
-    .unwrap();
+        free_addr(),
+        free_addr(),
+        "",
+        "",
+        &body("http://127.0.0.1:9", ""),
+    );
     let listen = free_addr();
     let log_path = dir.0.join("embed.log");
     let mut proxy = KillOnDrop(
@@ -738,8 +735,7 @@ fn a_windows_1252_page_keeps_its_bytes_whether_the_charset_is_in_the_header_or_a
         ),
     ];
     for (name, content_type, text) in cases {
-        let original = windows_1252(&text);
-        let served = original.clone();
+        let served = windows_1252(&text);
         let origin = OriginServer::start(move |_| Reply::ok(content_type, served.clone()));
         let inst = Instance::start(&body(&format!("http://{}", origin.addr), ""));
         let resp = inst.get("/lp/", &[]);

@@ -202,14 +202,11 @@ fn an_https_origin_is_proxied_and_its_certificate_checked_unless_verify_tls_is_o
         .unwrap()
         .1
         .to_string();
-    let text = resp.text();
-    assert_eq!(text.matches(&cid).count(), 1, "{text}");
-    assert!(
-        text.contains("href=\"https://net.example/offer?a=1&")
-            && text.contains(&format!("s2={cid}\"")),
-        "the offer link fetched over https is stamped: {text}"
+    assert_eq!(
+        resp.text(),
+        page.replace("offer?a=1\"", &format!("offer?a=1&s2={cid}\"")),
+        "the page fetched over https has its offer link stamped and nothing else changed"
     );
-    assert!(text.contains("<a href=\"https://elsewhere.example/\">other</a>"));
 
     // verify_tls defaults to true: a certificate nobody vouches for is refused, the
     // visitor gets the 502 page, and the click is still recorded.

@@ -130,6 +130,25 @@ direct_linking = true
     )
 }
 
+/// Write a whole config to `path`: `[server]` on `main` and `admin` (plus
+/// `server_extra` lines), `[store]` in `data/` beside the file (plus `store_extra`),
+/// `[secrets]`, then `body`.
+pub fn write_config(
+    path: &Path,
+    main: SocketAddr,
+    admin: SocketAddr,
+    server_extra: &str,
+    store_extra: &str,
+    body: &str,
+) {
+    let config = format!(
+        "[server]\nlisten = \"{main}\"\nadmin_listen = \"{admin}\"\nthreads = 2\n{server_extra}\n\n\
+         [store]\npath = \"data/clickstamp.sqlite\"\n{store_extra}\n\n\
+         [secrets]\nclick_id_key = \"{CLICK_ID_KEY}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{body}"
+    );
+    std::fs::write(path, config).expect("write config");
+}
+
 /// A running clickstamp process. Killed on drop.
 #[derive(Debug)]
 pub struct Instance {
@@ -172,13 +191,8 @@ impl Instance {
         let main = free_addr();
         let body = body(main);
         let admin = free_addr();
-        let config = format!(
-            "[server]\nlisten = \"{main}\"\nadmin_listen = \"{admin}\"\nthreads = 2\n{server_extra}\n\n\
-             [store]\npath = \"data/clickstamp.sqlite\"\n{store_extra}\n\n\
-             [secrets]\nclick_id_key = \"{CLICK_ID_KEY}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{body}"
-        );
         let config_path = dir.0.join("clickstamp.toml");
-        std::fs::write(&config_path, config).expect("write config");
+        write_config(&config_path, main, admin, server_extra, store_extra, &body);
         let mut inst = Instance {
             dir,
             main,
