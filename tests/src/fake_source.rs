@@ -39,7 +39,9 @@ pub struct FakeSource {
 impl FakeSource {
     /// Start answering 200 on a free loopback port.
     pub fn start() -> FakeSource {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake source");
+        // Outside the ephemeral range, so no one takes the port while the source is
+        // refusing connections and it can always come back on it.
+        let listener = TcpListener::bind(crate::instance::free_addr()).expect("bind fake source");
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             mode: Mode::Ok,

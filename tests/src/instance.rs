@@ -89,11 +89,38 @@ impl Drop for TempDir {
     }
 }
 
-/// A free loopback port (bound then released; good enough on a test machine).
+/// A loopback address nothing listens on, for a server the test is about to start.
+///
+/// A port released by `bind(":0")` can be handed straight back by the kernel: to the
+/// next `free_addr` (a config whose admin and main listeners then clash) or to a fake
+/// origin's own `bind(":0")` before clickstamp binds it. So the ports come from below
+/// the kernel's ephemeral range, which neither listeners on port 0 nor outgoing
+/// connections ever use, and each is handed out once per test process.
 pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
+    const LOWEST: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = ephemeral_range_start().saturating_sub(LOWEST).max(1_000);
+    // Concurrent test processes start at different places in the range.
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let port = LOWEST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        if let Ok(addr) = TcpListener::bind(("127.0.0.1", port as u16)).and_then(|l| l.local_addr())
+        {
+            return addr;
+        }
+    }
+    panic!(
+        "no free loopback port between {LOWEST} and {}",
+        LOWEST + span
+    );
+}
+
+/// The first port of the kernel's ephemeral range (Linux default 32768).
+fn ephemeral_range_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// The campaigns, offers, network and source of the demo, with the landers directory
