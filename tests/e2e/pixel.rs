@@ -105,7 +105,7 @@ fn s2s_first_then_pixel_is_one_conversion() {
         conversions(&inst, &cid),
         vec![("s2s".into(), 9.5, "approved".into())]
     );
-    source.wait_for(Duration::from_secs(3), |r| !r.is_empty());
+    source.wait_for(Duration::from_secs(10), |r| !r.is_empty());
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
         source.received().len(),
@@ -145,7 +145,7 @@ fn pixel_first_then_s2s_is_one_conversion_with_the_s2s_payout_relayed_once() {
         conversions(&inst, &cid),
         vec![("s2s".into(), 9.5, "approved".into())]
     );
-    source.wait_for(Duration::from_secs(3), |r| !r.is_empty());
+    source.wait_for(Duration::from_secs(10), |r| !r.is_empty());
     std::thread::sleep(Duration::from_millis(500));
     let got = source.received();
     assert_eq!(got.len(), 1, "relayed once: {got:?}");

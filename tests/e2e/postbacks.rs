@@ -591,7 +591,7 @@ fn a_source_that_never_recovers_dead_letters_and_dead_letters_replay() {
     let gauge = inst.metric_at_least(
         "clickstamp_outbox_entries{state=\"dead\"}",
         2.0,
-        Duration::from_secs(3),
+        Duration::from_secs(10),
     );
     assert_eq!(gauge, 2.0, "the dead-letter gauge shows them");
 
