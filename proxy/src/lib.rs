@@ -7,6 +7,8 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod conn;
+pub mod forwarding;
 pub mod landers;
 pub mod metrics;
 pub mod outbox;

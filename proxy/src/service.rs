@@ -3,12 +3,14 @@
 //! reason.
 
 use crate::config::Origin;
+use crate::forwarding::ClientAddress;
 use crate::landers;
 use crate::rewrite::hooks::LandingVisit;
 use crate::rewrite::{LandingHooks, LandingPage};
 use crate::tracker::go::GoOutcome;
+use crate::tracker::path::normalise;
 use crate::tracker::route::{label, route, Route};
-use crate::tracker::visit::{forwarded_client_ip, is_page_view, Visit};
+use crate::tracker::visit::{is_page_view, Visit};
 use crate::tracker::Tracker;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -42,6 +44,7 @@ struct UpstreamTarget {
     host_header: String,
     sni: String,
     path_and_query: String,
+    forwarded_headers: crate::forwarding::ForwardedHeaders,
 }
 
 /// clickstamp's main-listener service.
@@ -134,20 +137,9 @@ impl MainService {
             .filter_map(|v| v.to_str().ok())
             .collect::<Vec<_>>()
             .join("; ");
-        let forwarded = self
-            .tracker
-            .config
-            .server
-            .client_ip_header
-            .as_deref()
-            .and_then(&header)
-            .and_then(|v| forwarded_client_ip(&v));
-        let ip = forwarded.or_else(|| {
-            session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip().to_string())
-        });
+        let ip = client_address(&self.tracker, session)
+            .visitor
+            .map(|ip| ip.to_string());
         Visit::new(
             req.uri.query(),
             cookies,
@@ -251,6 +243,7 @@ impl MainService {
             raw_query: req.uri.query().unwrap_or("").to_string(),
             body,
             body_truncated: truncated,
+            body_seen: seen as u64,
             content_type: req
                 .headers
                 .get("content-type")
@@ -265,13 +258,15 @@ impl MainService {
             .ingest_postback(network, raw, crate::postback::Arrival::Live)
             .await;
         ctx.outcome = reply.outcome;
+        let mut headers: Vec<(&'static str, &str)> = vec![
+            ("Content-Type", "application/json"),
+            ("Cache-Control", "no-store"),
+        ];
+        headers.extend(reply.headers.iter().map(|(k, v)| (*k, v.as_str())));
         respond(
             session,
             reply.status,
-            &[
-                ("Content-Type", "application/json"),
-                ("Cache-Control", "no-store"),
-            ],
+            &headers,
             Bytes::from(reply.body.to_string()),
         )
         .await
@@ -378,6 +373,21 @@ impl MainService {
     }
 }
 
+/// Who sent `session`'s request, by the configured trust rule (`server.client_ip_header`,
+/// `server.trusted_proxies`): the one answer the click row, the postback allowlist, the
+/// pixel's rate limit and the origin's forwarding headers all use.
+fn client_address(tracker: &Tracker, session: &Session) -> ClientAddress {
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    tracker
+        .config
+        .server
+        .trust
+        .resolve(peer, &session.req_header().headers)
+}
+
 fn request_host(req: &RequestHeader) -> Option<String> {
     let raw = req.uri.host().map(str::to_owned).or_else(|| {
         req.headers
@@ -412,7 +422,17 @@ impl ProxyHttp for MainService {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let req = session.req_header();
-        let path = req.uri.path().to_string();
+        // One normal form for the router, the landers directory and the upstream path:
+        // nothing downstream can read a dot segment or an encoded slash differently.
+        let path = match normalise(req.uri.path()) {
+            Ok(path) => path,
+            Err(refused) => {
+                ctx.outcome = refused.label();
+                tracing::info!(reason = refused.label(), "request path refused");
+                respond_json_error(session, 404, refused.label(), &refused.to_string()).await?;
+                return Ok(true);
+            }
+        };
         let host = request_host(req);
         let method = req.method.as_str().to_string();
         match route(&self.tracker.config, host.as_deref(), &path) {
@@ -484,6 +504,7 @@ impl ProxyHttp for MainService {
                         host_header,
                         sni,
                         base_path,
+                        forwarded_headers,
                     } => {
                         if click_id.is_none() {
                             // An asset or sub-request: stamp with the visitor's existing click.
@@ -508,6 +529,7 @@ impl ProxyHttp for MainService {
                             host_header: host_header.clone(),
                             sni: sni.clone(),
                             path_and_query: format!("{base_path}{rest}{query}"),
+                            forwarded_headers: *forwarded_headers,
                         });
                         ctx.outcome = "proxied";
                         Ok(false)
@@ -553,7 +575,7 @@ impl ProxyHttp for MainService {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
@@ -562,7 +584,27 @@ impl ProxyHttp for MainService {
                 Error::explain(ErrorType::InternalError, format!("bad upstream path: {e}"))
             })?;
             upstream_request.set_uri(uri);
+            let visitor_host = session
+                .req_header()
+                .headers
+                .get("host")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             upstream_request.insert_header("Host", t.host_header.as_str())?;
+            let hop = crate::forwarding::request::Hop {
+                proto: if session
+                    .digest()
+                    .and_then(|d| d.ssl_digest.as_ref())
+                    .is_some()
+                {
+                    "https"
+                } else {
+                    "http"
+                },
+                host: visitor_host.as_deref(),
+            };
+            let client = client_address(&self.tracker, session);
+            crate::forwarding::request::apply(upstream_request, t.forwarded_headers, &client, hop)?;
         }
         if let Some(visit) = &ctx.landing {
             self.hooks
@@ -583,6 +625,9 @@ impl ProxyHttp for MainService {
         if let Some(visit) = ctx.landing.as_mut() {
             ctx.page = self.hooks.on_response(session, visit, resp)?;
         }
+        // Last, once the rewriter has chosen the framing: only our own hop reaches the
+        // visitor, in a form their HTTP version reads.
+        crate::forwarding::response::for_visitor(resp, session.req_header().version);
         Ok(())
     }
 
