@@ -73,6 +73,36 @@ fn len_prefix(bytes: &[u8]) -> [u8; 4] {
     u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes()
 }
 
+// The items below come after the key on purpose: the pixel SDK's .wasm embeds panic
+// locations of this file, and code placed above `dedup_key` would move its lines.
+
+/// A txid as the dedup key sees it: trimmed, empty meaning absent, case kept.
+pub fn normalize_txid(txid: Option<&str>) -> Option<&str> {
+    txid.map(str::trim).filter(|t| !t.is_empty())
+}
+
+/// Whether a pixel conversion and an S2S conversion of the same click and (normalised)
+/// event can be one conversion, given the txid each carries (as sent, or `None` when
+/// its offer counts one conversion per click and event and the txid is not part of
+/// its [`dedup_key`]).
+///
+/// This is the one definition of the pixel/S2S merge; the store applies it, the docs
+/// describe it:
+///
+/// - the same txid (after [`normalize_txid`]): one conversion;
+/// - one side without a txid: it may be the other's, so they are one conversion (a
+///   thank-you page that knows no order ID, a network that sends none);
+/// - two different txids: two orders, never merged.
+///
+/// Within one origin the [`dedup_key`] alone decides (equal keys are one conversion).
+/// Equal keys always satisfy this rule, so the merge never splits what the key joins.
+pub fn may_be_same_conversion(pixel_txid: Option<&str>, s2s_txid: Option<&str>) -> bool {
+    match (normalize_txid(pixel_txid), normalize_txid(s2s_txid)) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +141,41 @@ mod tests {
             dedup_key("c", "e", Some("T1")),
             dedup_key("c", "e", Some("t1"))
         );
+    }
+
+    #[test]
+    fn the_merge_pairs_only_conversions_that_can_be_one() {
+        assert!(may_be_same_conversion(Some("ORDER-1"), Some(" ORDER-1 ")));
+        assert!(may_be_same_conversion(None, Some("ORDER-1")));
+        assert!(may_be_same_conversion(Some("ORDER-1"), None));
+        assert!(may_be_same_conversion(Some("  "), Some("ORDER-2")));
+        assert!(may_be_same_conversion(None, None));
+        assert!(!may_be_same_conversion(Some("ORDER-1"), Some("ORDER-2")));
+        assert!(
+            !may_be_same_conversion(Some("order-1"), Some("ORDER-1")),
+            "txids are case-sensitive, as in the key"
+        );
+    }
+
+    #[test]
+    fn equal_keys_are_always_mergeable() {
+        let txids = [
+            None,
+            Some(""),
+            Some(" "),
+            Some("T1"),
+            Some(" T1"),
+            Some("t1"),
+            Some("T2"),
+        ];
+        for a in txids {
+            for b in txids {
+                if dedup_key("c", "e", a) == dedup_key("c", "e", b) {
+                    assert!(may_be_same_conversion(a, b), "{a:?} {b:?}");
+                    assert_eq!(normalize_txid(a), normalize_txid(b), "{a:?} {b:?}");
+                }
+            }
+        }
     }
 
     #[test]

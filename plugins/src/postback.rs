@@ -166,13 +166,16 @@ pub enum PostbackError {
         /// What the operator should check.
         fix: String,
     },
-    /// The payout is not a finite decimal number.
-    #[error("payout {value:?} in `{param}` is not a number: send a plain decimal such as 2.50")]
+    /// The payout is not a plain decimal number, is ambiguous, beyond
+    /// [`MAX_AMOUNT`], or negative without a reversal status.
+    #[error("payout {value:?} in `{param}` is refused: {why}")]
     BadPayout {
         /// The parameter holding it.
         param: String,
         /// The value as received.
         value: String,
+        /// What is wrong with it.
+        why: BadAmount,
     },
     /// The currency is not a three-letter code.
     #[error("currency {value:?} in `{param}` is not an ISO 4217 code such as USD")]
@@ -271,15 +274,38 @@ pub const POSTBACK_ERROR_REASONS: &[&str] = &[
     "ip_not_allowed",
 ];
 
-/// A payout that is not a finite decimal number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not a finite decimal number")]
-pub struct BadAmount;
+/// The largest amount (payout, pixel value) accepted for one conversion, in the
+/// account currency. Larger amounts are refused rather than stored: no real conversion
+/// pays a million, and a runaway value would swamp every report. In micro-units
+/// (1e-6, how reports sum) it is 10^12, so even 9 million conversions at the limit
+/// fit an `i64`; reports sum in 128 bits regardless.
+pub const MAX_AMOUNT: f64 = 1_000_000.0;
 
-/// Parse a payout leniently: surrounding space, a leading `$`/`€`/`£` and a single
-/// decimal comma are accepted; negatives are kept (reversals), NaN and infinities are
-/// not. `Ok(None)` for an empty value.
-pub fn parse_payout(raw: &str) -> Result<Option<f64>, BadAmount> {
+/// Why an amount (a payout or a pixel value) was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadAmount {
+    /// Not a plain decimal number (letters, NaN, infinities, hex, several signs...).
+    #[error("not a plain decimal number such as 2.50")]
+    NotANumber,
+    /// A comma followed by exactly three digits (`1,500`): a thousands separator in
+    /// one locale, a decimal comma in another. Refused rather than guessed.
+    #[error("the comma is ambiguous (a thousands separator or a decimal comma?): send 1500 or 1.5, without thousands separators")]
+    AmbiguousComma,
+    /// Beyond [`MAX_AMOUNT`] in absolute value.
+    #[error("beyond the limit of 1000000 per conversion")]
+    TooLarge,
+    /// Below zero where only a reversal may be negative.
+    #[error("negative; only a rejected or chargeback conversion may carry a negative amount")]
+    Negative,
+}
+
+/// Parse an amount leniently: surrounding space, a leading `$`/`€`/`£`, a sign and a
+/// single decimal comma (`1,25`) are accepted; NaN, infinities, thousands separators
+/// (a comma followed by exactly three digits, `1,500`, is ambiguous and refused) and
+/// anything beyond ±[`MAX_AMOUNT`] are not. Negatives are returned as such: whether
+/// one is allowed depends on the conversion's status (see [`check_amount_sign`]).
+/// `Ok(None)` for an empty value.
+pub fn parse_amount(raw: &str) -> Result<Option<f64>, BadAmount> {
     let t = raw.trim();
     let t = t
         .strip_prefix(['$', '€', '£'])
@@ -289,23 +315,56 @@ pub fn parse_payout(raw: &str) -> Result<Option<f64>, BadAmount> {
         return Ok(None);
     }
     let normalised;
-    let t = if !t.contains('.') && t.matches(',').count() == 1 {
-        normalised = t.replace(',', ".");
-        normalised.as_str()
-    } else {
-        t
+    let t = match t.split_once(',') {
+        None => t,
+        Some((int, frac)) if !t.contains('.') && !frac.contains(',') => {
+            if frac.len() == 3 && frac.bytes().all(|b| b.is_ascii_digit()) && !int.is_empty() {
+                return Err(BadAmount::AmbiguousComma);
+            }
+            normalised = format!("{int}.{frac}");
+            normalised.as_str()
+        }
+        Some(_) => return Err(BadAmount::NotANumber),
     };
     if !t
         .bytes()
         .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
     {
-        return Err(BadAmount);
+        return Err(BadAmount::NotANumber);
     }
-    t.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite())
-        .map(Some)
-        .ok_or(BadAmount)
+    let v = t.parse::<f64>().map_err(|_| BadAmount::NotANumber)?;
+    check_amount(v).map(Some)
+}
+
+/// Check an amount that arrived as a number (a JSON beacon value, a config default):
+/// finite and within ±[`MAX_AMOUNT`]. `-0.0` reads as `0.0`.
+pub fn check_amount(v: f64) -> Result<f64, BadAmount> {
+    if !v.is_finite() {
+        return Err(BadAmount::NotANumber);
+    }
+    if v.abs() > MAX_AMOUNT {
+        return Err(BadAmount::TooLarge);
+    }
+    Ok(if v == 0.0 { 0.0 } else { v })
+}
+
+/// The sign rule: a negative amount is a reversal, so it is allowed only with a
+/// `rejected` or `chargeback` status (and stored as the network sent it); everywhere
+/// else it is refused.
+pub fn check_amount_sign(v: f64, status: Option<ConversionStatus>) -> Result<f64, BadAmount> {
+    let reversal = matches!(
+        status,
+        Some(ConversionStatus::Rejected | ConversionStatus::Chargeback)
+    );
+    if v < 0.0 && !reversal {
+        return Err(BadAmount::Negative);
+    }
+    Ok(v)
+}
+
+/// [`parse_amount`] under its former name.
+pub fn parse_payout(raw: &str) -> Result<Option<f64>, BadAmount> {
+    parse_amount(raw)
 }
 
 #[cfg(test)]
@@ -332,14 +391,50 @@ mod tests {
 
     #[test]
     fn payouts() {
-        assert_eq!(parse_payout("2.50"), Ok(Some(2.5)));
-        assert_eq!(parse_payout(" $3 "), Ok(Some(3.0)));
-        assert_eq!(parse_payout("1,25"), Ok(Some(1.25)));
-        assert_eq!(parse_payout("-4"), Ok(Some(-4.0)));
-        assert_eq!(parse_payout(""), Ok(None));
-        for bad in ["NaN", "inf", "1e999", "abc", "1,000.5.2", "0x10"] {
-            assert!(parse_payout(bad).is_err(), "{bad}");
+        assert_eq!(parse_amount("2.50"), Ok(Some(2.5)));
+        assert_eq!(parse_amount(" $3 "), Ok(Some(3.0)));
+        assert_eq!(parse_amount("1,25"), Ok(Some(1.25)));
+        assert_eq!(parse_amount("1,2345"), Ok(Some(1.2345)));
+        assert_eq!(parse_amount("-4"), Ok(Some(-4.0)));
+        assert_eq!(parse_amount("1000000"), Ok(Some(MAX_AMOUNT)));
+        assert_eq!(parse_amount(""), Ok(None));
+        for bad in [
+            "NaN",
+            "inf",
+            "-inf",
+            "1e999",
+            "abc",
+            "1,000.5.2",
+            "0x10",
+            "1,2,3",
+        ] {
+            assert_eq!(parse_amount(bad), Err(BadAmount::NotANumber), "{bad}");
         }
+        for big in ["1e308", "1e23", "1000000.01", "-1000001"] {
+            assert_eq!(parse_amount(big), Err(BadAmount::TooLarge), "{big}");
+        }
+        for ambiguous in ["1,500", "$2,000", "-1,250"] {
+            assert_eq!(
+                parse_amount(ambiguous),
+                Err(BadAmount::AmbiguousComma),
+                "{ambiguous}"
+            );
+        }
+    }
+
+    #[test]
+    fn negative_amounts_only_reverse() {
+        use ConversionStatus::*;
+        assert_eq!(check_amount_sign(-1000.0, None), Err(BadAmount::Negative));
+        assert_eq!(
+            check_amount_sign(-1.0, Some(Approved)),
+            Err(BadAmount::Negative)
+        );
+        assert_eq!(check_amount_sign(-2.5, Some(Chargeback)), Ok(-2.5));
+        assert_eq!(check_amount_sign(-2.5, Some(Rejected)), Ok(-2.5));
+        assert_eq!(check_amount_sign(0.0, Some(Pending)), Ok(0.0));
+        assert_eq!(check_amount(-0.0), Ok(0.0));
+        assert!(check_amount(f64::NAN).is_err() && check_amount(f64::INFINITY).is_err());
     }
 
     #[test]

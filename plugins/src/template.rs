@@ -14,8 +14,22 @@
 //! Rendering substitutes values percent-encoded exactly once with
 //! [`crate::query::encode_query_value`]: the result never holds a raw space, `&`, `#`,
 //! `=`, `+` or non-ASCII byte coming from a value.
+//!
+//! A template that is a URL is filled with [`Template::render_url`], which knows where
+//! each token sits ([`UrlPart`]) and decides per position:
+//!
+//! - scheme, user info, host and port never take a value ([`UrlTemplateError::TokenInAuthority`]);
+//! - in the path a value is encoded as (part of) one segment, so `/`, `\`, `?`, `#` and
+//!   `%` are escaped, and a value that would make its segment a dot segment (`.`, `..`)
+//!   or leave it empty is refused, since either changes the path the request goes to;
+//! - in the query and the fragment a value is encoded as one component, so it cannot
+//!   add a parameter, end the query or start a fragment.
+//!
+//! In every position a value keeps only RFC 3986 unreserved bytes unescaped
+//! ([`URL_VALUE`]), so percent-decoding the component gives the value back.
 
 use crate::query::{decode_query_component, encode_query_value};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::fmt;
 
 /// Longest token name the scanner accepts; longer runs are treated as plain text.
@@ -321,6 +335,10 @@ impl Template {
 
     /// Replace each token whose name `resolve` knows by its value, percent-encoded
     /// exactly once; unknown tokens stay as written and are listed in `unresolved`.
+    ///
+    /// This does not know URL structure: a template that is a URL someone will request
+    /// is filled with [`Template::render_url`], which also refuses values that would
+    /// change the URL's host or path.
     pub fn render(&self, mut resolve: impl FnMut(&str) -> Option<String>) -> Rendered {
         let mut text = String::new();
         let mut unresolved = Vec::new();
@@ -416,6 +434,230 @@ pub fn render(
     resolve: impl FnMut(&str) -> Option<String>,
 ) -> Rendered {
     Template::parse(template, style).render(resolve)
+}
+
+/// Bytes a value keeps unescaped wherever it lands in a URL: RFC 3986 unreserved only.
+/// Every delimiter (`/`, `\`, `?`, `#`, `&`, `=`, `+`, `;`, `:`, `@`, space) and `%` itself
+/// is escaped, so a value cannot end its path segment, open a query or fragment, add a
+/// parameter, or bring an escape of its own that a server would decode.
+pub const URL_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The part of a URL a template token sits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UrlPart {
+    /// Scheme, user info, host or port: never filled from a value.
+    Authority,
+    /// The path: a value is (part of) one segment.
+    Path,
+    /// The query: a value is (part of) one key or value.
+    Query,
+    /// The fragment.
+    Fragment,
+}
+
+/// Why a URL template could not be filled without changing where the request goes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlTemplateError {
+    /// A token sits in the scheme, user info, host or port.
+    #[error("token {token} sits in the URL's scheme or host, so a filled-in value would choose where the request goes: write the scheme and host literally and move {token} into the path or query")]
+    TokenInAuthority {
+        /// The token as written.
+        token: String,
+    },
+    /// The value would turn its path segment into `.` or `..`.
+    #[error("the value of {token} would make the path segment {segment:?}, a dot segment that changes the path; the request is refused rather than sent to another path")]
+    DotSegment {
+        /// The token as written.
+        token: String,
+        /// The rendered segment (`.`, `..` or an escaped spelling of them).
+        segment: String,
+    },
+    /// The value would leave its path segment empty.
+    #[error("the value of {token} is empty, which would leave an empty path segment and change the path; the request is refused rather than sent to another path")]
+    EmptySegment {
+        /// The token as written.
+        token: String,
+    },
+}
+
+impl UrlTemplateError {
+    /// Stable snake_case label, safe for metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            UrlTemplateError::TokenInAuthority { .. } => "token_in_host",
+            UrlTemplateError::DotSegment { .. } => "dot_segment_value",
+            UrlTemplateError::EmptySegment { .. } => "empty_path_value",
+        }
+    }
+}
+
+/// Where a scan over a URL template's literal text is; tokens do not move it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cursor {
+    /// Before the `://` that ends the scheme; the count is how much of it matched.
+    Scheme(u8),
+    /// User info, host and port, up to the first `/`, `\`, `?` or `#`.
+    Authority,
+    Path,
+    Query,
+    Fragment,
+}
+
+impl Cursor {
+    fn part(self) -> UrlPart {
+        match self {
+            Cursor::Scheme(_) | Cursor::Authority => UrlPart::Authority,
+            Cursor::Path => UrlPart::Path,
+            Cursor::Query => UrlPart::Query,
+            Cursor::Fragment => UrlPart::Fragment,
+        }
+    }
+
+    /// Move past literal character `c`. `\` ends the authority and separates path
+    /// segments as `/` does, because WHATWG URL parsers (browsers, the `url` crate)
+    /// read it so in http(s) URLs.
+    fn step(&mut self, c: char) {
+        *self = match (*self, c) {
+            (Cursor::Scheme(2), '/') => Cursor::Authority,
+            (Cursor::Scheme(1), '/') => Cursor::Scheme(2),
+            (Cursor::Scheme(_), ':') => Cursor::Scheme(1),
+            (Cursor::Scheme(_), _) => Cursor::Scheme(0),
+            (Cursor::Authority, '/' | '\\') => Cursor::Path,
+            (Cursor::Authority | Cursor::Path, '?') => Cursor::Query,
+            (Cursor::Authority | Cursor::Path | Cursor::Query, '#') => Cursor::Fragment,
+            (same, _) => same,
+        }
+    }
+}
+
+/// Refuse a rendered path segment that holds a value and reads as `.`, `..` or nothing.
+/// WHATWG parsers also take `%2e` for a dot, so escaped spellings count (a value cannot
+/// produce `%2e` itself, but a literal next to it can: `/%2e{x}/` with `x = "."`).
+fn check_path_segment(segment: &str, tokens: &[String]) -> Result<(), UrlTemplateError> {
+    let Some(token) = tokens.first() else {
+        return Ok(());
+    };
+    if segment.is_empty() {
+        return Err(UrlTemplateError::EmptySegment {
+            token: token.clone(),
+        });
+    }
+    let dots = segment.to_ascii_lowercase().replace("%2e", ".");
+    if dots == "." || dots == ".." {
+        return Err(UrlTemplateError::DotSegment {
+            token: token.clone(),
+            segment: segment.to_string(),
+        });
+    }
+    Ok(())
+}
+
+impl Template {
+    /// The [`UrlPart`] each token sits in, in the order of [`Template::token_names`],
+    /// reading the template as a URL. A template without `://` is all authority.
+    pub fn url_parts(&self) -> Vec<UrlPart> {
+        let mut cursor = Cursor::Scheme(0);
+        let mut out = Vec::new();
+        for seg in &self.segments {
+            match seg {
+                Segment::Literal(l) => l.chars().for_each(|c| cursor.step(c)),
+                Segment::Token(_) => out.push(cursor.part()),
+            }
+        }
+        out
+    }
+
+    /// Check the template can be filled as a URL: no token of its style sits in the
+    /// scheme, user info, host or port. Config validation runs this, so a template that
+    /// would let a value choose the destination is refused before any traffic flows.
+    pub fn check_url(&self) -> Result<(), UrlTemplateError> {
+        match self
+            .token_names()
+            .zip(self.url_parts())
+            .find(|(_, part)| *part == UrlPart::Authority)
+        {
+            Some((name, _)) => Err(UrlTemplateError::TokenInAuthority {
+                token: self.style.wrap(name),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Fill the template as a URL: like [`Template::render`], but each value is encoded
+    /// for the part of the URL its token sits in (see the module docs), and a fill that
+    /// would change the URL's structure is refused.
+    ///
+    /// Guarantees: the rendered URL has the template's scheme, host, port and path
+    /// segments (a value is one segment's worth of escaped text and never `.`, `..` or
+    /// empty on its own); percent-decoding a value's component gives the value back;
+    /// an error for a token in the authority that `resolve` fills (one it does not fill
+    /// stays as written and is listed in `unresolved`); never panics.
+    pub fn render_url(
+        &self,
+        mut resolve: impl FnMut(&str) -> Option<String>,
+    ) -> Result<Rendered, UrlTemplateError> {
+        let mut text = String::new();
+        let mut unresolved = Vec::new();
+        let mut cursor = Cursor::Scheme(0);
+        // The path segment being written: where it starts in `text`, and the tokens
+        // whose values it holds (only those make it worth checking).
+        let mut segment_start = 0;
+        let mut segment_tokens: Vec<String> = Vec::new();
+        for seg in &self.segments {
+            match seg {
+                Segment::Literal(l) => {
+                    for c in l.chars() {
+                        let before = cursor;
+                        cursor.step(c);
+                        let separator = matches!(c, '/' | '\\');
+                        if before == Cursor::Path && (cursor != Cursor::Path || separator) {
+                            check_path_segment(&text[segment_start..], &segment_tokens)?;
+                            segment_tokens.clear();
+                        }
+                        text.push(c);
+                        if cursor == Cursor::Path && (before != Cursor::Path || separator) {
+                            segment_start = text.len();
+                        }
+                    }
+                }
+                Segment::Token(name) => match resolve(name) {
+                    None => {
+                        text.push_str(&self.style.wrap(name));
+                        unresolved.push(name.clone());
+                    }
+                    Some(_) if cursor.part() == UrlPart::Authority => {
+                        return Err(UrlTemplateError::TokenInAuthority {
+                            token: self.style.wrap(name),
+                        });
+                    }
+                    Some(value) => {
+                        text.extend(utf8_percent_encode(&value, URL_VALUE));
+                        if cursor == Cursor::Path {
+                            segment_tokens.push(self.style.wrap(name));
+                        }
+                    }
+                },
+            }
+        }
+        if cursor == Cursor::Path {
+            check_path_segment(&text[segment_start..], &segment_tokens)?;
+        }
+        Ok(Rendered { text, unresolved })
+    }
+}
+
+/// Render URL `template` in `style`, resolving names with `resolve`.
+/// A convenience over [`Template::parse`] + [`Template::render_url`].
+pub fn render_url(
+    template: &str,
+    style: TokenStyle,
+    resolve: impl FnMut(&str) -> Option<String>,
+) -> Result<Rendered, UrlTemplateError> {
+    Template::parse(template, style).render_url(resolve)
 }
 
 #[cfg(test)]
@@ -520,5 +762,174 @@ mod tests {
             Some(TokenStyle::TripleBang)
         );
         assert_eq!(TokenStyle::from_name("nope"), None);
+    }
+
+    /// Values an attacker would put in a source click id to steer a relay.
+    const HOSTILE: &[&str] = &[
+        "..",
+        ".",
+        "a/b",
+        "%2e%2e",
+        "%2E%2e",
+        ".%2e",
+        "a\\b",
+        "?x",
+        "#y",
+        "&z=1",
+        "a=b",
+        "%",
+        "%2F",
+        "../../admin",
+        "..\\..",
+        "x y+z",
+        "@evil.example",
+        ":8080",
+        "//evil",
+        "é漢",
+        ";p",
+        "\r\n",
+        "",
+    ];
+
+    fn fill(template: &str, value: &str) -> Result<Rendered, UrlTemplateError> {
+        Template::parse(template, TokenStyle::Brace)
+            .render_url(|n| (n == "v").then(|| value.to_string()))
+    }
+
+    #[test]
+    fn path_values_are_one_escaped_segment_or_refused() {
+        let cases = [
+            ("a/b", Ok("https://s.example/pb/a%2Fb/x")),
+            ("a\\b", Ok("https://s.example/pb/a%5Cb/x")),
+            ("?x", Ok("https://s.example/pb/%3Fx/x")),
+            ("#y", Ok("https://s.example/pb/%23y/x")),
+            ("%2e%2e", Ok("https://s.example/pb/%252e%252e/x")),
+            ("...", Ok("https://s.example/pb/.../x")),
+            ("..", Err("dot_segment_value")),
+            (".", Err("dot_segment_value")),
+            ("", Err("empty_path_value")),
+        ];
+        for (value, want) in cases {
+            let got = fill("https://s.example/pb/{v}/x", value);
+            let got = got
+                .as_ref()
+                .map(|r| r.text.as_str())
+                .map_err(|e| e.reason());
+            assert_eq!(got, want, "{value:?}");
+        }
+        // A trailing segment and one shared with literal text.
+        assert_eq!(
+            fill("https://s.example/pb/{v}", "..").unwrap_err().reason(),
+            "dot_segment_value"
+        );
+        assert_eq!(
+            fill("https://s.example/pb/{v}", "").unwrap_err().reason(),
+            "empty_path_value"
+        );
+        assert_eq!(
+            fill("https://s.example/pb/id-{v}.json", "..").unwrap().text,
+            "https://s.example/pb/id-...json"
+        );
+        assert_eq!(
+            fill("https://s.example/pb/id-{v}", "").unwrap().text,
+            "https://s.example/pb/id-"
+        );
+        // A literal escaped dot next to the value still makes a dot segment.
+        assert_eq!(
+            fill("https://s.example/pb/%2E{v}/x", ".")
+                .unwrap_err()
+                .reason(),
+            "dot_segment_value"
+        );
+        // Two tokens that together spell `..`.
+        let t = Template::parse("https://s.example/{a}{b}/x", TokenStyle::Brace);
+        let err = t.render_url(|_| Some(".".into())).unwrap_err();
+        assert_eq!(
+            err,
+            UrlTemplateError::DotSegment {
+                token: "{a}".into(),
+                segment: "..".into()
+            }
+        );
+        assert!(err.to_string().contains("{a}"), "{err}");
+    }
+
+    #[test]
+    fn query_and_fragment_values_are_one_component() {
+        for value in HOSTILE {
+            let r = fill("https://s.example/pb?c={v}&k=1#f={v}", value).unwrap();
+            let (before_fragment, fragment) = r.text.split_once('#').unwrap();
+            let (path, query) = before_fragment.split_once('?').unwrap();
+            assert_eq!(path, "https://s.example/pb", "{value:?}");
+            let pairs = crate::query::parse_query(query);
+            assert_eq!(pairs.len(), 2, "{value:?}: {query}");
+            assert_eq!(pairs[0], ("c".to_string(), value.to_string()));
+            assert_eq!(pairs[1], ("k".to_string(), "1".to_string()));
+            let f = fragment.strip_prefix("f=").unwrap();
+            assert!(!f.contains(['#', '?', '/', '&', '=']), "{value:?}: {f}");
+            assert_eq!(percent_decode(f), *value);
+        }
+        // Dots and empty values are harmless outside the path.
+        assert_eq!(
+            fill("https://s.example/pb?c={v}", "..").unwrap().text,
+            "https://s.example/pb?c=.."
+        );
+        assert_eq!(
+            fill("https://s.example/pb?c={v}", "").unwrap().text,
+            "https://s.example/pb?c="
+        );
+        assert_eq!(
+            fill("https://s.example/pb#{v}", "").unwrap().text,
+            "https://s.example/pb#"
+        );
+    }
+
+    #[test]
+    fn tokens_in_scheme_or_host_are_refused() {
+        for template in [
+            "{v}://s.example/pb",
+            "https://{v}/pb",
+            "https://{v}.s.example/pb",
+            "https://s.example:{v}/pb",
+            "https://{v}@s.example/pb",
+            "https://s.example{v}/pb",
+            "https://s.example{v}",
+        ] {
+            let t = Template::parse(template, TokenStyle::Brace);
+            assert_eq!(
+                t.check_url().unwrap_err().reason(),
+                "token_in_host",
+                "{template}"
+            );
+            assert_eq!(t.url_parts(), vec![UrlPart::Authority], "{template}");
+            for value in HOSTILE {
+                assert_eq!(
+                    fill(template, value).unwrap_err().reason(),
+                    "token_in_host",
+                    "{template} {value:?}"
+                );
+            }
+        }
+        // A token the resolver does not fill stays as written, even in the host.
+        let t = Template::parse("https://{host}/pb/{v}", TokenStyle::Brace);
+        let r = t
+            .render_url(|n| (n == "v").then(|| "a".to_string()))
+            .unwrap();
+        assert_eq!(r.text, "https://{host}/pb/a");
+        assert_eq!(r.unresolved, vec!["host".to_string()]);
+    }
+
+    #[test]
+    fn url_parts_follow_the_first_delimiters() {
+        let t = Template::parse(
+            "https://s.example/{a}/x?b={b}&{c}=1#{d}?{e}/",
+            TokenStyle::Brace,
+        );
+        use UrlPart::*;
+        assert_eq!(t.url_parts(), vec![Path, Query, Query, Fragment, Fragment]);
+        assert!(t.check_url().is_ok());
+        // `\` ends the host as `/` does; a `#` in a Hash-style token is not a fragment.
+        let t = Template::parse("https://s.example\\#s2#/x?c=#s3##frag", TokenStyle::Hash);
+        assert_eq!(t.url_parts(), vec![Path, Query]);
     }
 }

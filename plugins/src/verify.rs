@@ -4,9 +4,12 @@
 //! ## Canonical form signed by HMAC
 //!
 //! Every query pair followed by every body pair, minus the signature parameter, each
-//! rendered `enc(key)=enc(value)` with [`encode_query_value`] (RFC 3986 unreserved
-//! characters kept, everything else `%XX` upper-case), sorted bytewise, joined with
-//! `&`. The timestamp parameter is one of those pairs, so it is signed too. The
+//! rendered `enc(key)=enc(value)` with [`encode_query_bytes`] (RFC 3986 unreserved
+//! characters kept, every other byte `%XX` upper-case), sorted bytewise, joined with
+//! `&`. Query pairs are taken from the raw query string as sent (percent-decoded to
+//! bytes, never through lossy text), so a signature covers exactly the bytes that
+//! arrived: two requests whose bytes differ never share a canonical form. The shared
+//! secret, signature and timestamp are read from the same bytes. The timestamp parameter is one of those pairs, so it is signed too. The
 //! signature is the lowercase (or uppercase) hex HMAC-SHA256 of that string under the
 //! shared key. Sorting and re-encoding make the form independent of parameter order
 //! and of how the sender chose to escape.
@@ -15,9 +18,10 @@
 //! (10¹¹ seconds is the year 5138).
 
 use crate::postback::{PostbackError, PostbackRequest};
-use crate::query::encode_query_value;
+use crate::query::{encode_query_bytes, parse_query_bytes};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
@@ -110,9 +114,8 @@ impl Verification {
             return Err(PostbackError::IpNotAllowed { ip: req.remote_ip });
         }
         if let Some((param, secret)) = &self.secret {
-            let ok = req
-                .param(param)
-                .is_some_and(|got| constant_time_eq(got.as_bytes(), secret.as_bytes()));
+            let ok =
+                raw_param(req, param).is_some_and(|got| constant_time_eq(&got, secret.as_bytes()));
             if !ok {
                 return Err(PostbackError::UnauthorizedSecret {
                     param: param.clone(),
@@ -131,25 +134,33 @@ fn verify_hmac(
     req: &PostbackRequest<'_>,
     now_ms: u64,
 ) -> Result<(), PostbackError> {
-    let sig = h
+    let sig: Cow<'_, [u8]> = match h
         .signature_header
         .as_deref()
         .and_then(|name| req.header(name))
-        .or_else(|| req.param(&h.signature_param))
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| PostbackError::MissingSignature {
+    {
+        Some(v) => Cow::Borrowed(v.as_bytes()),
+        None => raw_param(req, &h.signature_param).unwrap_or_default(),
+    };
+    if sig.is_empty() {
+        return Err(PostbackError::MissingSignature {
             param: h.signature_param.clone(),
-        })?;
-    let sig_bytes = hex::decode(sig.trim()).map_err(|_| PostbackError::BadSignature)?;
+        });
+    }
+    let sig_bytes = hex::decode(sig.trim_ascii()).map_err(|_| PostbackError::BadSignature)?;
     let canonical = canonical_form(req, &h.signature_param);
     let mut mac = HmacSha256::new_from_slice(&h.key).map_err(|_| PostbackError::BadSignature)?;
     mac.update(canonical.as_bytes());
     mac.verify_slice(&sig_bytes)
         .map_err(|_| PostbackError::BadSignature)?;
 
-    let ts_ms = req
-        .param(&h.timestamp_param)
-        .and_then(|t| t.trim().parse::<u64>().ok())
+    let ts_ms = raw_param(req, &h.timestamp_param)
+        .and_then(|t| {
+            std::str::from_utf8(t.trim_ascii())
+                .ok()?
+                .parse::<u64>()
+                .ok()
+        })
         .map(|t| {
             if t >= 100_000_000_000 {
                 t
@@ -170,12 +181,51 @@ fn verify_hmac(
     Ok(())
 }
 
+/// A `(key, value)` pair as bytes, borrowed from decoded pairs or decoded from the raw
+/// query.
+type BytePair<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+
+/// The query pairs as bytes: decoded from the raw query when there is one (what was
+/// sent), else the decoded pairs (a caller that built the request from pairs alone).
+fn query_bytes<'a>(req: &PostbackRequest<'a>) -> Vec<BytePair<'a>> {
+    if req.raw_query.is_empty() {
+        req.query
+            .iter()
+            .map(|(k, v)| (Cow::Borrowed(k.as_bytes()), Cow::Borrowed(v.as_bytes())))
+            .collect()
+    } else {
+        parse_query_bytes(req.raw_query.as_bytes())
+            .into_iter()
+            .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v)))
+            .collect()
+    }
+}
+
+/// Every pair verification sees, as bytes: the raw query's, then the body's.
+fn all_pairs_bytes<'a>(req: &PostbackRequest<'a>) -> Vec<BytePair<'a>> {
+    let mut pairs = query_bytes(req);
+    pairs.extend(
+        req.body
+            .iter()
+            .map(|(k, v)| (Cow::Borrowed(k.as_bytes()), Cow::Borrowed(v.as_bytes()))),
+    );
+    pairs
+}
+
+/// The first value of `name` as sent: the raw query first, then the body.
+fn raw_param<'a>(req: &PostbackRequest<'a>, name: &str) -> Option<Cow<'a, [u8]>> {
+    all_pairs_bytes(req)
+        .into_iter()
+        .find(|(k, _)| k.as_ref() == name.as_bytes())
+        .map(|(_, v)| v)
+}
+
 /// The canonical string HMAC signs (see the module docs), without `signature_param`.
 pub fn canonical_form(req: &PostbackRequest<'_>, signature_param: &str) -> String {
-    let mut parts: Vec<String> = req
-        .all_pairs()
-        .filter(|(k, _)| k != signature_param)
-        .map(|(k, v)| format!("{}={}", encode_query_value(k), encode_query_value(v)))
+    let mut parts: Vec<String> = all_pairs_bytes(req)
+        .into_iter()
+        .filter(|(k, _)| k.as_ref() != signature_param.as_bytes())
+        .map(|(k, v)| format!("{}={}", encode_query_bytes(&k), encode_query_bytes(&v)))
         .collect();
     parts.sort_unstable();
     parts.join("&")
@@ -188,6 +238,20 @@ pub fn sign_canonical(key: &[u8], canonical: &str) -> String {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
     mac.update(canonical.as_bytes());
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// Lowercase hex HMAC-SHA256 of raw bytes under `key`: for digests of values that
+/// must not be stored (a redacted secret) yet must be recognisable later.
+pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Compare without an early exit, so the time taken does not reveal how many leading
@@ -378,6 +442,32 @@ mod tests {
     }
 
     #[test]
+    fn signatures_cover_the_bytes_sent_not_their_lossy_text() {
+        let key = b"k3y";
+        let now_ms = 1_700_000_000_000u64;
+        let v = Verification::none().with_hmac(HmacVerification::new(key.to_vec()));
+        // Signed over the bytes FF FE C0 AF; the other request carries FE FF C0 AE,
+        // which lossy decoding would turn into the same four U+FFFD.
+        let signed_over = "cid=abc&ts=1700000000&txid=%FF%FE%C0%AF";
+        let pairs = parse_query(signed_over);
+        let canon = canonical_form(&PostbackRequest::get(signed_over, &pairs), "sig");
+        assert_eq!(canon, "cid=abc&ts=1700000000&txid=%FF%FE%C0%AF");
+        let sig = sign_canonical(key, &canon);
+        let genuine = format!("{signed_over}&sig={sig}");
+        let p = parse_query(&genuine);
+        assert_eq!(
+            v.verify(&PostbackRequest::get(&genuine, &p), now_ms),
+            Ok(())
+        );
+        let forged = format!("cid=abc&ts=1700000000&txid=%FE%FF%C0%AE&sig={sig}");
+        let p = parse_query(&forged);
+        assert_eq!(
+            v.verify(&PostbackRequest::get(&forged, &p), now_ms),
+            Err(PostbackError::BadSignature)
+        );
+    }
+
+    #[test]
     fn secret_and_ip() {
         let v = Verification::none()
             .with_secret("secret", "s3")
@@ -389,6 +479,7 @@ mod tests {
         assert_eq!(v.verify(&req, 0), Ok(()));
         let p = parse_query("secret=s4");
         req.query = &p;
+        req.raw_query = "secret=s4";
         assert_eq!(
             v.verify(&req, 0).unwrap_err().reason(),
             "unauthorized_secret"

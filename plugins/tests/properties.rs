@@ -4,7 +4,7 @@
 use clickstamp_plugins::dedup::dedup_key;
 use clickstamp_plugins::lint::{lint_network, lint_offer_url, lint_source_template};
 use clickstamp_plugins::network::{builtin_network, builtin_network_kinds};
-use clickstamp_plugins::postback::{ConversionStatus, PostbackRequest};
+use clickstamp_plugins::postback::{ConversionStatus, PostbackRequest, MAX_AMOUNT};
 use clickstamp_plugins::query::{first_value, parse_query};
 use clickstamp_plugins::source::{builtin_source, builtin_source_kinds, RelayConversion};
 use clickstamp_plugins::template::{find_tokens, find_unreplaced_macro, Template, ALL_STYLES};
@@ -92,7 +92,8 @@ proptest! {
     fn network_round_trips_any_click_id_payout_and_txid(
         kind_ix in 0usize..10,
         cid in "[0-9a-f]{32}",
-        payout in 0.0f64..1e9,
+        // Payouts beyond MAX_AMOUNT are refused; hostile.rs checks that refusal.
+        payout in 0.0f64..=MAX_AMOUNT,
         txid in "[ -~]{1,40}",
     ) {
         let kind = builtin_network_kinds().nth(kind_ix).unwrap();

@@ -4,7 +4,7 @@ use crate::postback::{Arrival, RawPostback};
 use crate::store::{JournalFilter, WriteOp, WriteResult};
 use crate::tracker::Tracker;
 use async_trait::async_trait;
-use clickstamp_plugins::query::{first_value, parse_query};
+use clickstamp_plugins::query::{first_value, parse_query_strict};
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
@@ -44,18 +44,17 @@ impl AdminApp {
     }
 
     async fn api(&self, method: &str, path: &str, query: &str) -> (StatusCode, serde_json::Value) {
-        let q = parse_query(query);
-        let param = |k: &str| {
-            first_value(&q, k)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        };
-        let limit = param("limit")
-            .and_then(|l| l.parse::<u32>().ok())
-            .unwrap_or(100)
-            .clamp(1, 10_000);
-        let store = &self.tracker.store;
         let segments: Vec<&str> = path.trim_start_matches("/api/").split('/').collect();
+        let q = match ApiQuery::parse(query, allowed_params(method, &segments)) {
+            Ok(q) => q,
+            Err(refusal) => return refusal,
+        };
+        let param = |k: &str| q.text(k);
+        let limit = match q.number::<u32>("limit") {
+            Ok(l) => l.unwrap_or(100).clamp(1, 10_000),
+            Err(refusal) => return refusal,
+        };
+        let store = &self.tracker.store;
         match (method, segments.as_slice()) {
             ("GET", ["clicks", id]) => self.click(id).await,
             ("GET", ["stats"]) => match (store.click_count().await, store.outbox_counts().await) {
@@ -66,12 +65,19 @@ impl AdminApp {
                 (Err(e), _) | (_, Err(e)) => unavailable(e),
             },
             ("GET", ["journal"]) => {
+                let (since_ms, until_ms) = match (q.number("since_ms"), q.number("until_ms")) {
+                    (Ok(since), Ok(until)) => (since, until),
+                    (Err(refusal), _) | (_, Err(refusal)) => return refusal,
+                };
+                if let Err(refusal) = q.one_of("outcome", JOURNAL_OUTCOMES) {
+                    return refusal;
+                }
                 let filter = JournalFilter {
                     network_id: param("network"),
                     outcome: param("outcome"),
                     reason: param("reason"),
-                    since_ms: param("since_ms").and_then(|v| v.parse().ok()),
-                    until_ms: param("until_ms").and_then(|v| v.parse().ok()),
+                    since_ms,
+                    until_ms,
                     limit,
                 };
                 match store.journal(&filter).await {
@@ -91,10 +97,15 @@ impl AdminApp {
                 Ok(id) => self.replay_journal(id).await,
                 Err(_) => bad_request("the journal id is not a number"),
             },
-            ("GET", ["outbox"]) => match store.outbox(param("state").as_deref(), limit).await {
-                Ok(rows) => (StatusCode::OK, json!({ "entries": rows })),
-                Err(e) => unavailable(e),
-            },
+            ("GET", ["outbox"]) => {
+                if let Err(refusal) = q.one_of("state", &["pending", "delivered", "dead"]) {
+                    return refusal;
+                }
+                match store.outbox(param("state").as_deref(), limit).await {
+                    Ok(rows) => (StatusCode::OK, json!({ "entries": rows })),
+                    Err(e) => unavailable(e),
+                }
+            }
             ("POST", ["outbox", "replay-dead"]) => self.replay_dead(None).await,
             ("POST", ["outbox", id, "replay"]) => match id.parse::<i64>() {
                 Ok(id) => self.replay_dead(Some(id)).await,
@@ -143,11 +154,18 @@ impl AdminApp {
         if row.origin == "pixel" {
             return bad_request("pixel hits are not replayed through the postback pipeline");
         }
+        if row.cut.is_some() {
+            return (
+                StatusCode::CONFLICT,
+                json!({ "error": "entry_cut", "message": "this entry did not authenticate on arrival and only its start was journalled: it cannot be replayed; have the network send it again" }),
+            );
+        }
         let raw = RawPostback {
             method: row.method.clone(),
             raw_query: row.raw_query.clone(),
-            body: row.raw_body.clone().into_bytes(),
+            body: row.raw_body.clone(),
             body_truncated: false,
+            body_seen: row.raw_body.len() as u64,
             content_type: row.content_type.clone(),
             remote_ip: row.remote_ip.as_deref().and_then(|ip| ip.parse().ok()),
             headers: Vec::new(),
@@ -194,6 +212,103 @@ impl AdminApp {
                     json!({ "error": "store_unavailable", "message": e.to_string() }),
                 ),
             },
+        }
+    }
+}
+
+/// Outcomes a journal entry can have (the `outcome` filter).
+const JOURNAL_OUTCOMES: &[&str] = &["accepted", "duplicate", "status_changed", "rejected"];
+
+/// The query parameters each endpoint reads; any other is refused, so a misspelt
+/// filter (`sinse_ms`) never silently widens an answer.
+fn allowed_params(method: &str, segments: &[&str]) -> &'static [&'static str] {
+    match (method, segments) {
+        ("GET", ["journal"]) => &[
+            "network", "outcome", "reason", "since_ms", "until_ms", "limit",
+        ],
+        ("GET", ["outbox"]) => &["state", "limit"],
+        ("GET", ["conversions"]) => &["click"],
+        _ => &[],
+    }
+}
+
+/// An admin request's query, checked: every parameter known to the endpoint, none
+/// repeated, and values parsed with a refusal that names the parameter.
+struct ApiQuery {
+    pairs: Vec<(String, String)>,
+}
+
+type ApiRefusal = (StatusCode, serde_json::Value);
+
+fn bad_parameter(name: &str, message: String) -> ApiRefusal {
+    (
+        StatusCode::BAD_REQUEST,
+        json!({ "error": "bad_parameter", "parameter": name, "message": message }),
+    )
+}
+
+impl ApiQuery {
+    fn parse(query: &str, allowed: &[&str]) -> Result<Self, ApiRefusal> {
+        let pairs = parse_query_strict(query.as_bytes())
+            .map_err(|e| bad_parameter(&e.name, e.to_string()))?;
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            let shown: String = k.chars().take(64).collect();
+            if !allowed.contains(&k.as_str()) {
+                let known = if allowed.is_empty() {
+                    "this endpoint takes no parameters".to_string()
+                } else {
+                    format!("this endpoint takes {}", allowed.join(", "))
+                };
+                return Err(bad_parameter(
+                    &shown,
+                    format!("unknown parameter {shown:?}: {known}"),
+                ));
+            }
+            if pairs[..i].iter().any(|(seen, _)| seen == k) {
+                return Err(bad_parameter(
+                    &shown,
+                    format!("parameter {shown:?} is given twice: give it once"),
+                ));
+            }
+        }
+        Ok(ApiQuery { pairs })
+    }
+
+    /// The value of `name`, if given and not empty.
+    fn text(&self, name: &str) -> Option<String> {
+        first_value(&self.pairs, name)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    }
+
+    /// `name` as an unsigned number, if given; a value that is not one is refused.
+    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiRefusal> {
+        match self.text(name) {
+            None => Ok(None),
+            Some(v) => v.trim().parse().map(Some).map_err(|_| {
+                let shown: String = v.chars().take(32).collect();
+                bad_parameter(
+                    name,
+                    format!("{name} must be a non-negative whole number, not {shown:?}"),
+                )
+            }),
+        }
+    }
+
+    /// Refuse `name` when given with a value outside `allowed`.
+    fn one_of(&self, name: &str, allowed: &[&str]) -> Result<(), ApiRefusal> {
+        match self.text(name) {
+            Some(v) if !allowed.contains(&v.as_str()) => {
+                let shown: String = v.chars().take(32).collect();
+                Err(bad_parameter(
+                    name,
+                    format!(
+                        "{name} must be one of {}, not {shown:?}",
+                        allowed.join(", ")
+                    ),
+                ))
+            }
+            _ => Ok(()),
         }
     }
 }

@@ -8,15 +8,20 @@ use clickstamp_plugins::query::decode_query_component;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-/// A file ready to send.
+/// What is known of a file before a byte of it is read: enough to answer `HEAD`,
+/// `304` and to frame the body.
 #[derive(Debug)]
 pub struct LanderFile {
-    pub body: Vec<u8>,
+    pub len: u64,
     pub content_type: &'static str,
     pub etag: String,
     /// `Last-Modified` value (HTTP date), when the file system knows the time.
     pub last_modified: Option<String>,
 }
+
+/// How much of a file is read at a time when it is streamed: a video lander costs this
+/// much memory per request, not its size.
+pub const STREAM_CHUNK_BYTES: usize = 64 * 1024;
 
 /// Why a lander could not be served.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -56,12 +61,9 @@ pub fn resolve(root: &Path, rest: &str) -> Result<PathBuf, LanderError> {
     Ok(canonical)
 }
 
-/// Read a resolved lander file.
-pub async fn read(path: &Path) -> Result<LanderFile, LanderError> {
+/// Look at a resolved lander file (no read of its contents).
+pub async fn stat(path: &Path) -> Result<LanderFile, LanderError> {
     let meta = tokio::fs::metadata(path)
-        .await
-        .map_err(|_| LanderError::NotFound)?;
-    let body = tokio::fs::read(path)
         .await
         .map_err(|_| LanderError::NotFound)?;
     let modified = meta.modified().ok();
@@ -71,8 +73,8 @@ pub async fn read(path: &Path) -> Result<LanderFile, LanderError> {
     Ok(LanderFile {
         content_type: content_type(path),
         last_modified: modified.map(httpdate::fmt_http_date),
-        etag: format!("\"{:x}-{:x}\"", body.len(), mtime),
-        body,
+        etag: format!("\"{:x}-{:x}\"", meta.len(), mtime),
+        len: meta.len(),
     })
 }
 
@@ -138,17 +140,31 @@ mod tests {
 
     #[test]
     fn traversal_is_refused() {
-        let root = std::env::temp_dir().canonicalize().unwrap();
+        // Real files outside the root and a symlink out of it: an unguarded resolver
+        // would find every one of them.
+        let base = std::env::temp_dir().join(format!("clickstamp-landers-{}", std::process::id()));
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(base.join("secret.txt"), "outside").unwrap();
+        std::fs::write(root.join(".env"), "dotfile").unwrap();
+        std::fs::write(root.join("sub/ok.html"), "inside").unwrap();
+        let _ = std::fs::remove_file(root.join("link.txt"));
+        std::os::unix::fs::symlink(base.join("secret.txt"), root.join("link.txt")).unwrap();
+        let root = root.canonicalize().unwrap();
+        assert!(resolve(&root, "/sub/ok.html").is_ok());
         for bad in [
-            "/../etc/passwd",
-            "/%2e%2e/etc/passwd",
-            "/a%2f..%2f..%2fetc",
-            "/..%5c..%5cetc",
+            "/../secret.txt",
+            "/%2e%2e/secret.txt",
+            "/sub/..%2f..%2fsecret.txt",
+            "/..%5csecret.txt",
             "/.env",
-            "/%00",
+            "/%2eenv",
+            "/sub/%00",
+            "/link.txt",
         ] {
-            assert!(resolve(&root, bad).is_err(), "{bad}");
+            assert_eq!(resolve(&root, bad), Err(LanderError::Traversal), "{bad}");
         }
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct Metrics {
     pub postbacks: IntCounterVec,
     /// Postbacks refused, by network and reason.
     pub postback_rejections: IntCounterVec,
+    /// Bytes of unauthenticated postbacks not journalled (only a prefix, the length and
+    /// a digest are kept), by part (`query`, `body`).
+    pub journal_bytes_cut: IntCounterVec,
     /// New conversions and status changes, by campaign, source, status and origin.
     pub conversions: IntCounterVec,
     /// Status changes of existing conversions (incl. S2S upgrading a pixel
@@ -55,8 +58,11 @@ pub struct Metrics {
     pub deliveries: IntCounterVec,
     /// Seconds per delivery attempt, by source.
     pub delivery_seconds: HistogramVec,
-    /// Relays that could not be rendered (the conversion is kept), by source.
+    /// Relays that could not be rendered (the conversion is kept), by source and reason.
     pub relay_render_failures: IntCounterVec,
+    /// Landing values (source click id, sub ids) over the length limit, stored as NULL
+    /// rather than cut, by campaign and field.
+    pub landing_values_refused: IntCounterVec,
     /// Landing pages whose HTML rewriting stopped early (the rest passed through), by campaign.
     pub html_rewrite_failures: IntCounterVec,
     /// Proxied landing responses by campaign and action (`rewritten` or `skipped_*`).
@@ -170,6 +176,14 @@ impl Metrics {
             "Postbacks refused, by reason.",
             &["network", "reason"],
         );
+        let journal_bytes_cut = counter_vec(
+            "clickstamp_journal_bytes_cut_total",
+            "Bytes of unauthenticated or unknown-network postbacks left out of the journal (a prefix, the full length and a SHA-256 are kept), by part.",
+            &["part"],
+        );
+        for part in ["query", "body"] {
+            journal_bytes_cut.with_label_values(&[part]);
+        }
         let conversions = counter_vec(
             "clickstamp_conversions_total",
             "New conversions and status changes.",
@@ -218,8 +232,13 @@ impl Metrics {
             .expect("unique metric");
         let relay_render_failures = counter_vec(
             "clickstamp_relay_render_failures_total",
-            "Conversions whose relay could not be rendered (kept, not relayed).",
-            &["source"],
+            "Conversions whose relay could not be rendered (kept, not relayed), by reason.",
+            &["source", "reason"],
+        );
+        let landing_values_refused = counter_vec(
+            "clickstamp_landing_values_refused_total",
+            "Landing-URL values (source click id, sub ids) longer than the limit: the click is recorded with the value NULL instead of a cut one.",
+            &["campaign", "field"],
         );
         let html_rewrite_failures = counter_vec(
             "clickstamp_html_rewrite_failures_total",
@@ -249,6 +268,7 @@ impl Metrics {
             registry,
             postbacks,
             postback_rejections,
+            journal_bytes_cut,
             conversions,
             status_changes,
             revenue,
@@ -256,6 +276,7 @@ impl Metrics {
             deliveries,
             delivery_seconds,
             relay_render_failures,
+            landing_values_refused,
             requests,
             request_seconds,
             clicks,
@@ -267,6 +288,12 @@ impl Metrics {
             store_errors,
             store_wal_restarts,
         }
+    }
+
+    /// The registry, for parts that register metrics of their own (the connection
+    /// guard: [`crate::conn::ConnectionMetrics`]).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The Prometheus text exposition of every metric.

@@ -297,7 +297,7 @@ impl MainService {
                 .await;
             }
         };
-        let file = match landers::read(&path).await {
+        let file = match landers::stat(&path).await {
             Ok(f) => f,
             Err(_) => {
                 ctx.outcome = "not_found";
@@ -312,20 +312,17 @@ impl MainService {
         };
         let cookie = ctx.set_cookie.take();
         let is_head = session.req_header().method == http::Method::HEAD;
-        // HTML pages get the same stamping as proxied ones (the whole file is in memory
-        // already); the ETag is weakened because the bytes differ from the file's.
-        let mut body = file.body;
-        let mut etag = file.etag.clone();
-        if let Some((campaign, click_id)) = stamp.filter(|_| !is_head) {
-            if let Some(stamped) =
-                self.hooks
-                    .rewrite_static(campaign, &click_id, &path, file.content_type, &body)
-            {
-                body = stamped;
-                etag = format!("W/{etag}");
-            }
-        }
-        let mut headers = vec![("Content-Type", file.content_type), ("ETag", etag.as_str())];
+        // Only an HTML page within the campaign's size limit is read whole (to stamp
+        // it); anything else streams, so memory does not grow with file size times
+        // concurrent visitors.
+        let stamp = stamp.filter(|(campaign, _)| {
+            crate::rewrite::charset::is_html(file.content_type)
+                && file.len
+                    <= self.tracker.config.campaigns[*campaign]
+                        .rewrite
+                        .max_body_bytes as u64
+        });
+        let mut headers = vec![("Content-Type", file.content_type)];
         if let Some(lm) = &file.last_modified {
             headers.push(("Last-Modified", lm.as_str()));
         }
@@ -349,27 +346,87 @@ impl MainService {
                 .zip(file.last_modified.as_deref())
                 .is_some_and(|(since, lm)| landers::not_modified_since(since, lm)),
         };
-        if not_modified {
-            ctx.outcome = "not_modified";
-            let mut resp = ResponseHeader::build(304, Some(headers.len()))?;
+        // HEAD and 304 are answered from the file's metadata alone, before any read.
+        if not_modified || is_head {
+            let weak = format!("W/{}", file.etag);
+            let etag = if stamp.is_some() && !is_head {
+                weak.as_str()
+            } else {
+                file.etag.as_str()
+            };
+            let status = if not_modified { 304 } else { 200 };
+            ctx.outcome = if not_modified {
+                "not_modified"
+            } else {
+                "served"
+            };
+            let mut resp = ResponseHeader::build(status, Some(headers.len() + 2))?;
             for (k, v) in &headers {
-                if *k != "Content-Type" {
+                if !(not_modified && *k == "Content-Type") {
                     resp.append_header(*k, *v)?;
                 }
+            }
+            resp.append_header("ETag", etag)?;
+            if !not_modified {
+                // HEAD: the headers a GET would get, Content-Length included, no body.
+                resp.insert_header("Content-Length", file.len.to_string())?;
             }
             return session.write_response_header(Box::new(resp), true).await;
         }
         ctx.outcome = "served";
-        if is_head {
-            // HEAD: the headers a GET would get, Content-Length included, no body.
-            let mut resp = ResponseHeader::build(200, Some(headers.len() + 1))?;
-            for (k, v) in &headers {
-                resp.append_header(*k, *v)?;
-            }
-            resp.insert_header("Content-Length", body.len().to_string())?;
-            return session.write_response_header(Box::new(resp), true).await;
+        if let Some((campaign, click_id)) = stamp {
+            let body = tokio::fs::read(&path)
+                .await
+                .map_err(|e| Error::because(ErrorType::FileReadError, "reading a lander", e))?;
+            let (body, etag) = match self.hooks.rewrite_static(
+                campaign,
+                &click_id,
+                &path,
+                file.content_type,
+                &body,
+            ) {
+                Some(stamped) => (stamped, format!("W/{}", file.etag)),
+                None => (body, file.etag.clone()),
+            };
+            headers.push(("ETag", etag.as_str()));
+            return respond(session, 200, &headers, Bytes::from(body)).await;
         }
-        respond(session, 200, &headers, Bytes::from(body)).await
+        headers.push(("ETag", file.etag.as_str()));
+        self.stream_lander(session, &path, file.len, &headers).await
+    }
+
+    /// Send a lander file as it is read, [`landers::STREAM_CHUNK_BYTES`] at a time.
+    async fn stream_lander(
+        &self,
+        session: &mut Session,
+        path: &std::path::Path,
+        len: u64,
+        headers: &[(&'static str, &str)],
+    ) -> Result<()> {
+        use tokio::io::AsyncReadExt;
+        let read_error = |e| Error::because(ErrorType::FileReadError, "reading a lander", e);
+        let mut file = tokio::fs::File::open(path).await.map_err(read_error)?;
+        let mut resp = ResponseHeader::build(200, Some(headers.len() + 1))?;
+        for (name, value) in headers {
+            resp.append_header(*name, *value)?;
+        }
+        resp.insert_header("Content-Length", len.to_string())?;
+        session
+            .write_response_header(Box::new(resp), len == 0)
+            .await?;
+        let mut left = len;
+        while left > 0 {
+            let want = (left as usize).min(landers::STREAM_CHUNK_BYTES);
+            let mut chunk = vec![0u8; want];
+            // The Content-Length is promised: a file cut short while it is sent ends
+            // the response with an error (the connection closes) rather than a lie.
+            file.read_exact(&mut chunk).await.map_err(read_error)?;
+            left -= want as u64;
+            session
+                .write_response_body(Some(Bytes::from(chunk)), left == 0)
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -587,7 +644,7 @@ impl ProxyHttp for MainService {
             let visitor_host = session
                 .req_header()
                 .headers
-                .get("host")
+                .get(http::header::HOST)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
             upstream_request.insert_header("Host", t.host_header.as_str())?;

@@ -250,16 +250,52 @@ fn go_to_a_campaign_picks_a_configured_offer_and_direct_links_mint_a_click() {
 
 #[test]
 fn lander_traversal_attempts_answer_404() {
-    let inst = Instance::start(&demo_body());
-    for target in [
-        "/demo/../Cargo.toml",
-        "/demo/%2e%2e/%2e%2e/Cargo.toml",
-        "/demo/..%2f..%2fCargo.toml",
-        "/demo/.%2e/demo.toml",
-        "/demo/nope.html",
+    // A landers directory with real files beside it: every escape below would find one.
+    let site = clickstamp_e2e::TempDir::new("landers-escape");
+    let landers = site.0.join("landers");
+    std::fs::create_dir_all(landers.join("sub")).unwrap();
+    std::fs::write(landers.join("index.html"), "<p>inside</p>").unwrap();
+    std::fs::write(landers.join("sub/page.html"), "<p>sub</p>").unwrap();
+    std::fs::write(landers.join(".env"), "SECRET=dotfile").unwrap();
+    std::fs::write(site.0.join("secret.txt"), "SECRET=outside").unwrap();
+    std::os::unix::fs::symlink(site.0.join("secret.txt"), landers.join("link.txt")).unwrap();
+    let body = demo_body().replace(
+        &format!(
+            "origin = {{ landers = \"{}\" }}",
+            clickstamp_e2e::instance::workspace_root()
+                .join("config/demo/landers")
+                .display()
+        ),
+        &format!("origin = {{ landers = \"{}\" }}", landers.display()),
+    );
+    // A second campaign on the root path: there a `..` would leave the directory itself.
+    let body = format!(
+        "{body}\n[[campaigns]]\nid = \"root\"\npath = \"/\"\ntraffic_source = \"demo-source\"\n\
+         offers = [{{ offer = \"demo\" }}]\norigin = {{ landers = \"{}\" }}\n",
+        landers.join("sub").display()
+    );
+    let inst = Instance::start(&body);
+    assert!(inst.get("/demo/sub/page.html", &[]).text().contains("sub"));
+    assert!(inst.get("/page.html", &[]).text().contains("sub"));
+    for (target, reason) in [
+        ("/../page.html", "path_escape"),
+        ("/%2e%2e/index.html", "path_escape"),
+        ("/%2E%2E/%2e%2e/secret.txt", "path_escape"),
+        ("/demo/../../secret.txt", "path_escape"),
+        ("/demo/..%2f..%2fsecret.txt", "path_separator"),
+        ("/demo/..%5c..%5csecret.txt", "path_separator"),
+        ("/demo/..\\..\\secret.txt", "path_separator"),
+        ("/demo/index.html%00.txt", "path_separator"),
     ] {
         let r = inst.get(target, &[]);
         assert_eq!(r.status, 404, "{target}: {}", r.text());
+        assert_eq!(r.json()["error"], reason, "{target}");
+    }
+    // Inside the directory, but not to be served: a dotfile, a symlink out of it.
+    for target in ["/demo/.env", "/demo/link.txt", "/demo/%2eenv"] {
+        let r = inst.get(target, &[]);
+        assert_eq!(r.status, 404, "{target}");
+        assert!(!r.text().contains("SECRET"), "{target}: {}", r.text());
     }
 }
 

@@ -533,3 +533,106 @@ fn a_connection_flood_is_refused_while_the_admin_listener_answers() {
     }
     drop(held);
 }
+
+#[test]
+fn a_large_lander_file_streams_and_head_and_304_read_nothing() {
+    const SIZE: usize = 48 << 20;
+    let site = clickstamp_e2e::TempDir::new("big-lander");
+    let video: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    std::fs::write(site.0.join("clip.mp4"), &video).unwrap();
+    let body = clickstamp_e2e::instance::demo_body().replace(
+        &format!(
+            "origin = {{ landers = \"{}\" }}",
+            clickstamp_e2e::instance::workspace_root()
+                .join("config/demo/landers")
+                .display()
+        ),
+        &format!("origin = {{ landers = \"{}\" }}", site.0.display()),
+    );
+    let inst = Instance::start(&body);
+
+    let head = request(inst.main, "HEAD", "/demo/clip.mp4", &[], b"").unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(SIZE.to_string().as_str())
+    );
+    assert_eq!(head.header("content-type"), Some("video/mp4"));
+    let etag = head.header("etag").unwrap().to_string();
+    let cached = request(
+        inst.main,
+        "GET",
+        "/demo/clip.mp4",
+        &[("If-None-Match", &etag)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(cached.status, 304);
+    assert!(cached.body.is_empty());
+
+    // Four visitors start the file and stop reading: the server holds what the socket
+    // buffers take plus a chunk each, not four copies of the file.
+    let before = inst.rss_kib().expect("the server's memory is readable");
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(inst.main).unwrap();
+        s.write_all(b"GET /demo/clip.mp4 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut first = [0u8; 1024];
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert!(s.read(&mut first).unwrap() > 0);
+        stalled.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let during = inst.rss_kib().unwrap();
+    let grown_mib = during.saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 48,
+        "serving a 48 MiB file to 4 stalled visitors grew the server by {grown_mib} MiB"
+    );
+    drop(stalled);
+
+    // And the whole file arrives intact.
+    let full = request(inst.main, "GET", "/demo/clip.mp4", &[], b"").unwrap();
+    assert_eq!(full.status, 200);
+    assert!(full.body == video, "the streamed file is byte-identical");
+}
+
+#[test]
+fn request_smuggling_shapes_never_reach_the_origin() {
+    let origin = echo_origin();
+    let upstream = format!("http://{}", origin.addr);
+    let inst = Instance::start(&body(&[("lp", "/lp", upstream, "")]));
+    let smuggled = "GET /lp/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let shapes = [
+        format!(
+            "POST /lp/a HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}",
+            5 + smuggled.len()
+        ),
+        format!(
+            "POST /lp/a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n{smuggled}",
+            smuggled.len()
+        ),
+        format!(
+            "POST /lp/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\nContent-Length: 3\r\n\r\nabc{smuggled}"
+        ),
+        format!("POST /lp/a HTTP/1.1\r\nHost: x\r\nContent-Length : 3\r\n\r\nabc{smuggled}"),
+    ];
+    for shape in &shapes {
+        let answer = raw_exchange(inst.main, shape);
+        assert!(
+            !answer.starts_with("HTTP/1.1 200") || !answer[12..].contains("HTTP/1.1 200"),
+            "two answers for one request: {answer}"
+        );
+    }
+    let reached: Vec<String> = origin
+        .seen()
+        .into_iter()
+        .map(|s| s.target)
+        .filter(|t| t.contains("smuggled"))
+        .collect();
+    assert!(
+        reached.is_empty(),
+        "a smuggled request reached the origin: {reached:?}"
+    );
+}

@@ -3,6 +3,10 @@
 
 mod config_errors;
 mod foundation;
+mod hardening_pixel;
+mod hardening_postback;
+mod hardening_proxy;
+mod hardening_relay;
 mod landing;
 mod observability;
 mod pixel;

@@ -72,6 +72,11 @@ path = "/c2"
 traffic_source = "src-b"
 offers = [{{ offer = "o2", weight = 1 }}, {{ offer = "o3", weight = 1 }}]
 origin = {{ landers = "{landers}" }}
+
+# k6 goes to o3 (cake) and converts through aff: the report's network is the
+# conversion's. Such postbacks are refused (network_mismatch) unless allowed.
+[postbacks]
+allow_cross_network = true
 "#
     )
 }

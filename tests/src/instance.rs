@@ -280,6 +280,20 @@ impl Instance {
         std::fs::read_to_string(self.dir.0.join("clickstamp.log")).unwrap_or_default()
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The process's resident memory in KiB (`VmRSS` from /proc), if it is running.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// SIGKILL the process and reap it.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -19,7 +19,8 @@ pub(crate) mod spec;
 pub use spec::{CustomNetwork, CustomNetworkSpec, FieldSpec, NetworkSpec, SpecError, SpecNetwork};
 
 use crate::postback::{
-    parse_payout, ConversionStatus, ParsedPostback, PostbackError, PostbackRequest, MAX_FIELD_LEN,
+    check_amount_sign, parse_amount, ConversionStatus, ParsedPostback, PostbackError,
+    PostbackRequest, MAX_FIELD_LEN,
 };
 use crate::query::{encode_query_value, set_query_param};
 use crate::template::{find_unreplaced_macro, TokenStyle};
@@ -32,6 +33,9 @@ pub enum StampError {
     /// The offer URL is not an absolute http(s) URL.
     #[error("offer URL {0:?} is not an absolute http(s) URL")]
     NotHttpUrl(String),
+    /// The offer URL's click-ID token cannot take the value where it sits (in the host).
+    #[error("offer URL: {0}")]
+    UnsafeUrl(#[from] crate::template::UrlTemplateError),
 }
 
 /// Which conversion field a postback parameter carries.
@@ -238,9 +242,10 @@ pub fn parse_postback_fields(
             PostbackField::Payout => {
                 out.payout = match value {
                     None => None,
-                    Some(v) => parse_payout(&v).map_err(|_| PostbackError::BadPayout {
+                    Some(v) => parse_amount(&v).map_err(|why| PostbackError::BadPayout {
                         param: m.param.clone(),
                         value: v.clone(),
+                        why,
                     })?,
                 }
             }
@@ -283,6 +288,21 @@ pub fn parse_postback_fields(
         return Err(PostbackError::MissingClickId {
             param: "cid".into(),
         });
+    }
+    // The sign rule needs the status, which may come after the payout in the URL.
+    if let Some(payout) = out.payout {
+        check_amount_sign(payout, out.status).map_err(|why| {
+            let m = macros.iter().find(|m| m.field == PostbackField::Payout);
+            PostbackError::BadPayout {
+                param: m.map_or_else(|| "payout".into(), |m| m.param.clone()),
+                value: req
+                    .param(m.map_or("payout", |m| m.param.as_str()))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+                why,
+            }
+        })?;
     }
     Ok(out)
 }
@@ -428,6 +448,7 @@ pub fn builtin_network(kind: &str) -> Option<Box<dyn Network>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::postback::BadAmount;
     use crate::query::parse_query;
 
     #[test]
@@ -485,6 +506,43 @@ mod tests {
         assert_eq!(err.reason(), "unreplaced_macro");
         let msg = err.to_string();
         assert!(msg.contains("#s2#") && msg.contains("s2="), "{msg}");
+    }
+
+    #[test]
+    fn payouts_are_bounded_and_only_reversals_are_negative() {
+        let n = SpecNetwork::from_trusted(
+            NetworkSpec::new("x", "s2", TokenStyle::Hash)
+                .payout("price")
+                .status("status"),
+        );
+        let parse = |q: &str| {
+            let pairs = parse_query(q);
+            n.parse_postback(&PostbackRequest::get(q, &pairs))
+        };
+        for (q, why) in [
+            ("payout=1e308&cid=c", BadAmount::TooLarge),
+            ("payout=1e23&cid=c", BadAmount::TooLarge),
+            ("payout=NaN&cid=c", BadAmount::NotANumber),
+            ("payout=inf&cid=c", BadAmount::NotANumber),
+            ("payout=1,500&cid=c", BadAmount::AmbiguousComma),
+            ("payout=-1000&cid=c", BadAmount::Negative),
+            ("payout=-1000&status=approved&cid=c", BadAmount::Negative),
+        ] {
+            match parse(q) {
+                Err(PostbackError::BadPayout { why: got, .. }) => assert_eq!(got, why, "{q}"),
+                other => panic!("{q}: {other:?}"),
+            }
+        }
+        let e = parse("payout=1e23&cid=c").unwrap_err();
+        assert!(e.to_string().contains("1000000"), "{e}");
+        // A reversal may carry a negative amount, whichever order the fields come in.
+        let p = parse("payout=-2.5&cid=c&status=chargeback").unwrap();
+        assert_eq!(p.payout, Some(-2.5));
+        assert_eq!(
+            parse("status=rejected&payout=-1&cid=c").unwrap().payout,
+            Some(-1.0)
+        );
+        assert_eq!(parse("payout=1000000&cid=c").unwrap().payout, Some(1e6));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 
 use super::{is_absolute_http_url, Network, PostbackField, PostbackMacro, StampError};
 use crate::postback::ConversionStatus;
-use crate::query::{encode_query_value, set_query_param};
-use crate::template::{find_tokens, TokenStyle};
+use crate::query::set_query_param;
+use crate::template::{find_tokens, Template, TokenStyle, UrlTemplateError};
 
 /// One postback parameter: the name we read and the network macro that fills it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +201,9 @@ pub enum SpecError {
     /// A postback template that is not an absolute http(s) URL.
     #[error("postback template {0:?} is not an absolute http(s) URL")]
     NotHttpUrl(String),
+    /// A URL template with a token in its scheme or host.
+    #[error("{0}")]
+    UnsafeTemplate(#[from] UrlTemplateError),
     /// A token mapped to a field name we do not know.
     #[error("token {token:?} maps to unknown field {field:?}: use one of {known}")]
     UnknownField {
@@ -309,8 +312,10 @@ impl Network for SpecNetwork {
         &self.spec.click_id_param
     }
 
-    /// Replaces every configured offer token present in the URL (value encoded once);
-    /// otherwise sets the click-ID parameter, as the trait's default does.
+    /// Replaces every configured offer token present in the URL, the value encoded
+    /// once for the part of the URL the token sits in ([`Template::render_url`]: a
+    /// token in the host is refused); otherwise sets the click-ID parameter, as the
+    /// trait's default does.
     fn stamp_offer_url(&self, offer_url: &str, click_id: &str) -> Result<String, StampError> {
         if !is_absolute_http_url(offer_url) {
             return Err(StampError::NotHttpUrl(offer_url.to_string()));
@@ -328,10 +333,15 @@ impl Network for SpecNetwork {
                 click_id,
             ));
         }
-        let encoded = encode_query_value(click_id);
         let mut out = offer_url.to_string();
         for t in present {
-            out = out.replace(t.as_str(), &encoded);
+            // Validation made each offer token exactly one token of one style.
+            let Some(token) = find_tokens(t).into_iter().next() else {
+                continue;
+            };
+            out = Template::parse(&out, token.style)
+                .render_url(|name| (name == token.name).then(|| click_id.to_string()))?
+                .text;
         }
         Ok(out)
     }
@@ -400,5 +410,28 @@ mod tests {
             n.stamp_offer_url("https://m.example/o", "ab").unwrap(),
             "https://m.example/o?clickID=ab"
         );
+    }
+
+    #[test]
+    fn offer_tokens_are_encoded_for_their_position() {
+        let n = SpecNetwork::new(
+            NetworkSpec::new("m", "clickID", TokenStyle::Brace).offer_token("{clickID}"),
+        )
+        .unwrap();
+        assert_eq!(
+            n.stamp_offer_url("https://m.example/o/{clickID}/x?y={clickID}", "a/b")
+                .unwrap(),
+            "https://m.example/o/a%2Fb/x?y=a%2Fb"
+        );
+        assert_eq!(
+            n.stamp_offer_url("https://m.example/o/{clickID}", "..")
+                .unwrap_err()
+                .to_string(),
+            "offer URL: the value of {clickID} would make the path segment \"..\", a dot segment that changes the path; the request is refused rather than sent to another path"
+        );
+        assert!(matches!(
+            n.stamp_offer_url("https://{clickID}.m.example/o", "ab"),
+            Err(StampError::UnsafeUrl(_))
+        ));
     }
 }

@@ -102,9 +102,12 @@ pub trait TrafficSource: Send + Sync + fmt::Debug {
     /// Fill `template` (pasted verbatim from the source) with `conv`.
     ///
     /// Guarantees: only tokens in the source's style are touched; each value is
-    /// percent-encoded exactly once; an unknown token of the source's style, a template
-    /// that is not an absolute http(s) URL, or a conversion without the source click ID
-    /// the template needs is an error, never a request with a literal macro in it.
+    /// percent-encoded exactly once for the part of the URL it lands in
+    /// ([`Template::render_url`]); an unknown token of the source's style, a template
+    /// that is not an absolute http(s) URL, a conversion without the source click ID
+    /// the template needs, a token in the host, or a path value that is `.`, `..` or
+    /// empty is an error, never a request with a literal macro in it or one that goes
+    /// to another host or path than the template's.
     fn render_postback(
         &self,
         template: &str,
@@ -133,7 +136,7 @@ pub fn render_with_tokens(
     }
     let parsed = Template::parse(template, style);
     let mut failure: Option<RenderError> = None;
-    let rendered = parsed.render(|name| {
+    let rendered = parsed.render_url(|name| {
         let Some(tok) = lookup_token(tokens, case, name) else {
             failure.get_or_insert(RenderError::UnknownToken {
                 token: style.wrap(name),
@@ -156,9 +159,10 @@ pub fn render_with_tokens(
             None => Some(String::new()),
         }
     });
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(rendered.text),
+    match (failure, rendered) {
+        (Some(e), _) => Err(e),
+        (None, Err(e)) => Err(e.into()),
+        (None, Ok(r)) => Ok(r.text),
     }
 }
 
@@ -363,5 +367,50 @@ mod tests {
             src.render_postback(t, &conv).unwrap_err().reason(),
             "missing_source_click_id"
         );
+    }
+
+    #[test]
+    fn a_relayed_value_never_changes_the_relays_path() {
+        let src = builtin_source("zeropark").unwrap();
+        let style = src.token_style();
+        let token = src
+            .postback_tokens()
+            .into_iter()
+            .find(|t| t.field.is_source_click_id())
+            .unwrap();
+        let template = format!("https://src.example/pb/{}/x?e=1", style.wrap(&token.name));
+        let mut conv = RelayConversion::new("c1", "conversion", "k1");
+        let mut render = |id: &str| {
+            conv.source_click_id = Some(id.to_string());
+            src.render_postback(&template, &conv)
+        };
+        assert_eq!(render("a/b").unwrap(), "https://src.example/pb/a%2Fb/x?e=1");
+        assert_eq!(
+            render("a\\b").unwrap(),
+            "https://src.example/pb/a%5Cb/x?e=1"
+        );
+        assert_eq!(
+            render("%2e%2e").unwrap(),
+            "https://src.example/pb/%252e%252e/x?e=1"
+        );
+        assert_eq!(
+            render("?x#y").unwrap(),
+            "https://src.example/pb/%3Fx%23y/x?e=1"
+        );
+        for dots in ["..", "."] {
+            let err = render(dots).unwrap_err();
+            assert_eq!(err.reason(), "dot_segment_value", "{dots}");
+            assert!(err.to_string().contains("dot segment"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_source_template_with_a_token_in_the_host_is_refused() {
+        let mut spec = builtin_source_spec("zeropark").unwrap();
+        spec.postback_template = Some("https://{cid}.src.example/pb".into());
+        let err = SpecSource::new(spec.clone()).unwrap_err();
+        assert!(err.to_string().contains("scheme or host"), "{err}");
+        spec.postback_template = Some("https://src.example/pb/{cid}".into());
+        assert!(SpecSource::new(spec).is_ok());
     }
 }

@@ -2,6 +2,7 @@
 
 use super::spec::SourceToken;
 use crate::postback::ConversionStatus;
+use crate::template::UrlTemplateError;
 
 /// Everything a traffic-source postback can be filled from.
 #[derive(Debug, Clone, PartialEq)]
@@ -270,6 +271,10 @@ pub enum RenderError {
     /// The template is not an absolute http(s) URL.
     #[error("postback template {0:?} is not an absolute http(s) URL")]
     NotHttpUrl(String),
+    /// Filling the template would let a value change the relay's host or path (a token
+    /// in the host, or a path value that is `.`, `..` or empty): refused, never sent.
+    #[error("relay refused: {0}")]
+    UnsafeUrl(#[from] UrlTemplateError),
 }
 
 impl RenderError {
@@ -279,6 +284,7 @@ impl RenderError {
             RenderError::UnknownToken { .. } => "unknown_token",
             RenderError::MissingSourceClickId { .. } => "missing_source_click_id",
             RenderError::NotHttpUrl(_) => "not_http_url",
+            RenderError::UnsafeUrl(e) => e.reason(),
         }
     }
 }

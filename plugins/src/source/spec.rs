@@ -5,7 +5,7 @@ use super::relay::RelayField;
 use super::{read_landing_params, LandingParams, TrafficSource};
 use crate::network::spec::{check_macro, check_param};
 use crate::network::{is_absolute_http_url, SpecError};
-use crate::template::{CaseRule, TokenStyle};
+use crate::template::{CaseRule, Template, TokenStyle};
 
 /// One postback token of a source and the field that fills it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,8 +133,10 @@ pub type CustomSourceSpec = SourceSpec;
 impl SpecSource {
     /// Validate `spec` and build the source. Fails on an empty kind, no click-ID
     /// parameter, a parameter or token name that would not survive a URL or the token
-    /// scanner, or a postback template that is not an absolute http(s) URL. Whether the
-    /// template's tokens can all be filled is [`crate::lint::lint_source_template`]'s job.
+    /// scanner, or a postback template that is not an absolute http(s) URL or holds a
+    /// token of the source's style in its scheme or host (a relayed value must never
+    /// choose where the relay goes). Whether the template's tokens can all be filled is
+    /// [`crate::lint::lint_source_template`]'s job.
     pub fn new(spec: SourceSpec) -> Result<SpecSource, SpecError> {
         if spec.kind.trim().is_empty() {
             return Err(SpecError::Empty {
@@ -165,6 +167,7 @@ impl SpecSource {
             if !is_absolute_http_url(t) {
                 return Err(SpecError::NotHttpUrl(t.clone()));
             }
+            Template::parse(t, spec.token_style).check_url()?;
         }
         Ok(SpecSource { spec })
     }

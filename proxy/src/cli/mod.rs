@@ -268,7 +268,10 @@ fn with_config(
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to stderr, as documented: stdout is for what a command prints.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second init (embedding, tests) keeps the first subscriber.
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -289,6 +292,20 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     let tracker = Arc::new(Tracker::new(config.clone(), store, metrics));
+    // Every connection is a file descriptor: ask for all the kernel allows, and say
+    // what it is, so a cap that does not fit is visible in the first lines of the log.
+    match crate::conn::raise_file_limit() {
+        Ok((soft, hard)) => {
+            let wanted =
+                (config.server.max_connections + config.server.admin_max_connections) as u64;
+            if soft < wanted.saturating_add(256) {
+                tracing::warn!(open_files = soft, hard_limit = hard, max_connections = config.server.max_connections, admin_max_connections = config.server.admin_max_connections, "the open-file limit is below the connection caps plus room for the store and upstreams; raise the hard limit (ulimit -Hn) or lower server.max_connections");
+            } else {
+                tracing::info!(open_files = soft, hard_limit = hard, "open-file limit");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read or raise the open-file limit"),
+    }
 
     let Some(mut conf) = ServerConf::new() else {
         eprintln!("clickstamp: cannot build the server configuration");
@@ -300,10 +317,28 @@ fn serve(config: Config) -> ExitCode {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut main = pingora::proxy::http_proxy_service_with_name(
+    let connections = match crate::conn::ConnectionMetrics::register(tracker.metrics.registry()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("clickstamp: cannot register the connection metrics: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let limits = |max_connections| crate::conn::ConnectionLimits {
+        max_connections,
+        deadlines: config.server.deadlines,
+    };
+    let proxy = pingora::proxy::http_proxy(
         &server.configuration,
         service::MainService::new(tracker.clone()),
-        "clickstamp main",
+    );
+    let mut main = pingora::services::listening::Service::new(
+        "clickstamp main".to_string(),
+        crate::conn::Guarded::new(
+            proxy,
+            limits(config.server.max_connections),
+            connections.listener("main"),
+        ),
     );
     main.add_tcp(&config.server.listen.to_string());
     if let Some(tls) = &config.tls {
@@ -317,7 +352,11 @@ fn serve(config: Config) -> ExitCode {
     }
     let mut admin = pingora::services::listening::Service::new(
         "clickstamp admin".to_string(),
-        pingora::apps::http_app::HttpServer::new_app(admin::AdminApp::new(tracker.clone())),
+        crate::conn::Guarded::new(
+            pingora::apps::http_app::HttpServer::new_app(admin::AdminApp::new(tracker.clone())),
+            limits(config.server.admin_max_connections),
+            connections.listener("admin"),
+        ),
     );
     admin.add_tcp(&config.server.admin_listen.to_string());
     let outbox = pingora::services::background::background_service(

@@ -151,6 +151,10 @@ pub struct PostbackConfig {
     /// Largest postback body accepted; larger ones are refused with 413 (and journalled,
     /// truncated to this size).
     pub max_body_bytes: usize,
+    /// Accept a postback for a click that went to an offer of another network (or,
+    /// without a `/go`, whose campaign has no offer of this network). Off by default:
+    /// such postbacks are refused with `network_mismatch`.
+    pub allow_cross_network: bool,
 }
 
 /// `[outbox]`: delivery of conversions to traffic sources.
@@ -205,6 +209,15 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Header holding the client address when behind a trusted load balancer.
     pub client_ip_header: Option<String>,
+    /// Who may set `client_ip_header` (empty: any peer), and so who the visitor is.
+    pub trust: crate::forwarding::TrustRule,
+    /// Deadlines for a client's request header and body (`header_timeout`,
+    /// `body_timeout`).
+    pub deadlines: crate::conn::Deadlines,
+    /// Open connections at most on the main listener(s) (`max_connections`).
+    pub max_connections: usize,
+    /// Open connections at most on the admin listener (`admin_max_connections`).
+    pub admin_max_connections: usize,
     /// Prefix of the per-campaign click cookie (`<prefix><campaign id>`).
     pub cookie_prefix: String,
     /// `text` or `json` logs.
@@ -316,6 +329,8 @@ pub enum Origin {
         sni: String,
         /// Path prefix on the upstream that the campaign path maps to.
         base_path: String,
+        /// Which forwarding headers the upstream gets (`origin.forwarded_headers`).
+        forwarded_headers: crate::forwarding::ForwardedHeaders,
     },
     /// Static files in a local directory.
     Landers { root: PathBuf },

@@ -59,6 +59,8 @@ pub struct RawPixel {
 #[serde(deny_unknown_fields)]
 pub struct RawPostbacks {
     pub max_body_bytes: Option<usize>,
+    /// Accept a postback from a network other than the one the click was sent to.
+    pub allow_cross_network: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,8 +83,18 @@ pub struct RawServer {
     pub threads: Option<usize>,
     pub public_url: Option<String>,
     pub client_ip_header: Option<String>,
+    /// Peers (IPs or CIDRs) whose `client_ip_header` is believed.
+    pub trusted_proxies: Option<Vec<String>>,
     pub cookie_prefix: Option<String>,
     pub log_format: Option<String>,
+    /// Time a client has to send a request header (a duration).
+    pub header_timeout: Option<String>,
+    /// Time a client has to send a request body after its header (a duration).
+    pub body_timeout: Option<String>,
+    /// Open connections at most on the main listener(s).
+    pub max_connections: Option<usize>,
+    /// Open connections at most on the admin listener.
+    pub admin_max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,4 +219,6 @@ pub struct RawOrigin {
     pub landers: Option<String>,
     /// For an https upstream: verify its certificate (default true).
     pub verify_tls: Option<bool>,
+    /// Which forwarding headers the upstream gets (default `x-forwarded`).
+    pub forwarded_headers: Option<String>,
 }

@@ -2,6 +2,7 @@
 
 use super::raw::*;
 use super::*;
+use crate::forwarding::ForwardedHeaders;
 use clickstamp_plugins::network::is_absolute_http_url;
 use clickstamp_plugins::{
     builtin_network_kinds, builtin_network_spec, builtin_source_kinds, builtin_source_spec,
@@ -15,6 +16,15 @@ pub(super) const DEFAULT_ATTRIBUTION_WINDOW: Duration = Duration::from_secs(30 *
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9091";
 const DEFAULT_STORE_PATH: &str = "data/clickstamp.sqlite";
+/// A browser sends its whole request header in one packet; 10 s leaves room for the
+/// slowest mobile link while cutting a client that trickles it.
+const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Postback and beacon bodies are small; 30 s is ample for any real sender.
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Comfortably above what one node serves, far below a raised file limit.
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Scrapers, the CLI and an operator's browser: a few dozen at most.
+const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 256;
 const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 struct Problems(Vec<ConfigError>);
@@ -45,6 +55,7 @@ pub fn validate(
     let campaigns = campaigns(&raw.campaigns, &sources, &offers, base_dir, &mut p);
     let postbacks = PostbackConfig {
         max_body_bytes: raw.postbacks.max_body_bytes.unwrap_or(64 * 1024),
+        allow_cross_network: raw.postbacks.allow_cross_network.unwrap_or(false),
     };
     if postbacks.max_body_bytes == 0 || postbacks.max_body_bytes > 16 << 20 {
         p.add(
@@ -338,14 +349,71 @@ fn server(raw: &RawServer, p: &mut Problems) -> ServerConfig {
             LogFormat::Text
         }
     };
+    let mut proxies = Vec::new();
+    for (j, text) in raw.trusted_proxies.iter().flatten().enumerate() {
+        match text.parse::<clickstamp_plugins::Cidr>() {
+            Ok(cidr) => proxies.push(cidr),
+            Err(e) => p.add(
+                format!("server.trusted_proxies[{j}]"),
+                e.to_string(),
+                "list your load balancers' IPs or CIDRs like \"10.0.0.0/8\"",
+            ),
+        }
+    }
+    if raw.trusted_proxies.is_some() && raw.client_ip_header.is_none() {
+        p.add(
+            "server.trusted_proxies",
+            "trusted_proxies is set but server.client_ip_header is not",
+            "set client_ip_header to the header your load balancer writes (e.g. \"X-Forwarded-For\"), or remove trusted_proxies",
+        );
+    }
+    let deadlines = crate::conn::Deadlines {
+        header: duration_field(
+            "server.header_timeout",
+            &raw.header_timeout,
+            DEFAULT_HEADER_TIMEOUT,
+            p,
+        ),
+        body: duration_field(
+            "server.body_timeout",
+            &raw.body_timeout,
+            DEFAULT_BODY_TIMEOUT,
+            p,
+        ),
+    };
+    let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        p.add(
+            "server.max_connections",
+            "0 connections would refuse every visitor",
+            "use a positive number (the default is 10000)",
+        );
+    }
+    let admin_max_connections = raw
+        .admin_max_connections
+        .unwrap_or(DEFAULT_ADMIN_MAX_CONNECTIONS);
+    if admin_max_connections == 0 {
+        p.add(
+            "server.admin_max_connections",
+            "0 connections would refuse every scrape and API call",
+            "use a positive number (the default is 256)",
+        );
+    }
     ServerConfig {
         listen,
         admin_listen,
         threads,
         public_url,
+        trust: crate::forwarding::TrustRule {
+            header: raw.client_ip_header.clone(),
+            proxies,
+        },
         client_ip_header: raw.client_ip_header.clone(),
         cookie_prefix,
         log_format,
+        deadlines,
+        max_connections: max_connections.max(1),
+        admin_max_connections: admin_max_connections.max(1),
     }
 }
 
@@ -778,6 +846,19 @@ fn sources(raw: &[RawSource], p: &mut Problems) -> Vec<SourceConfig> {
         if let Some(r) = s.relay_status_changes {
             spec.relays_status_changes = r;
         }
+        if let Some(url) = &s.postback_url {
+            // A token in the scheme or host would let a relayed value pick the
+            // destination: refused here, under the key the operator edits.
+            let template = clickstamp_plugins::Template::parse(url, spec.token_style);
+            if let Err(e) = template.check_url() {
+                p.add(
+                    format!("traffic_sources[{i}].postback_url"),
+                    e.to_string(),
+                    "keep the scheme and host as the source's dashboard writes them; tokens belong in the path or the query",
+                );
+                continue;
+            }
+        }
         let plugin = match SpecSource::new(spec) {
             Ok(plugin) => plugin,
             Err(e) => {
@@ -829,10 +910,25 @@ fn offers(raw: &[RawOffer], networks: &[NetworkConfig], p: &mut Problems) -> Vec
         }
         match networks.iter().position(|n| n.id == o.network) {
             Some(network) => {
-                if o.payout.is_some_and(|v| !v.is_finite()) {
+                // Stamping a sample click id finds a click-id token the offer URL holds
+                // in its host, which no click may fill.
+                if let Err(e @ clickstamp_plugins::StampError::UnsafeUrl(_)) = networks[network]
+                    .plugin
+                    .stamp_offer_url(&o.url, "00000000000000000000000000000000")
+                {
+                    p.add(
+                        format!("offers[{i}].url"),
+                        e.to_string(),
+                        "keep the scheme and host literal; put the click-id token in the path or the query",
+                    );
+                }
+                if let Some(Err(why)) = o.payout.map(|v| {
+                    clickstamp_plugins::postback::check_amount(v)
+                        .and_then(|v| clickstamp_plugins::postback::check_amount_sign(v, None))
+                }) {
                     p.add(
                         format!("offers[{i}].payout"),
-                        "payout is not a number",
+                        format!("the default payout is refused: {why}"),
                         "use the default payout, e.g. 2.5",
                     );
                 }
@@ -926,8 +1022,20 @@ fn origin(i: usize, raw: &RawOrigin, base_dir: &Path, p: &mut Problems) -> Optio
                     "remove it, or use an https:// upstream",
                 );
             }
+            let forwarded_headers = match raw.forwarded_headers.as_deref() {
+                None => ForwardedHeaders::default(),
+                Some(text) => ForwardedHeaders::parse(text).unwrap_or_else(|| {
+                    p.add(
+                        format!("campaigns[{i}].origin.forwarded_headers"),
+                        format!("{text:?} is not a forwarding-header choice"),
+                        format!("use {}", ForwardedHeaders::CHOICES),
+                    );
+                    ForwardedHeaders::default()
+                }),
+            };
             match with_port.to_socket_addrs().ok().and_then(|mut a| a.next()) {
                 Some(addr) => Some(Origin::Upstream {
+                    forwarded_headers,
                     addr,
                     tls,
                     verify_tls: raw.verify_tls.unwrap_or(true),
@@ -946,6 +1054,13 @@ fn origin(i: usize, raw: &RawOrigin, base_dir: &Path, p: &mut Problems) -> Optio
             }
         }
         (None, Some(dir)) => {
+            if raw.forwarded_headers.is_some() {
+                p.add(
+                    format!("campaigns[{i}].origin.forwarded_headers"),
+                    "forwarded_headers is set for a landers directory",
+                    "remove it: only an upstream origin is sent forwarding headers",
+                );
+            }
             let root = base_dir.join(dir);
             if !root.is_dir() {
                 p.add(format!("campaigns[{i}].origin.landers"), format!("{} is not a directory", root.display()), "point it at the directory holding the landing pages (relative paths start at the config file's directory)");

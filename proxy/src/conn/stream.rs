@@ -61,8 +61,10 @@ pub struct GuardedStream {
     inner: Stream,
     deadlines: Deadlines,
     phase: Phase,
-    /// Armed at the header deadline; polled only while a header read waits.
-    timer: Pin<Box<Sleep>>,
+    /// The header deadline's timer, armed lazily: only when a read waits in the
+    /// middle of a header (a browser sends its header in one packet, so most requests
+    /// never touch the timer wheel).
+    timer: Option<Pin<Box<Sleep>>>,
     /// The last byte scanned was a line feed (possibly followed by `\r`).
     after_newline: bool,
     stats: Arc<ConnectionStats>,
@@ -83,7 +85,7 @@ impl GuardedStream {
             inner,
             deadlines,
             phase: Phase::Header(deadline),
-            timer: Box::pin(tokio::time::sleep_until(deadline)),
+            timer: None,
             after_newline: false,
             stats,
             _slot: slot,
@@ -105,9 +107,7 @@ impl GuardedStream {
         }
         let now = Instant::now();
         if self.phase == Phase::Responded {
-            let deadline = now + self.deadlines.header;
-            self.phase = Phase::Header(deadline);
-            self.timer.as_mut().reset(deadline);
+            self.phase = Phase::Header(now + self.deadlines.header);
             self.after_newline = false;
         }
         match self.phase {
@@ -115,7 +115,7 @@ impl GuardedStream {
                 if now > deadline {
                     return Err(self.timed_out("header"));
                 }
-                if self.header_ends_in(bytes) {
+                if header_ends_in(&mut self.after_newline, bytes) {
                     self.phase = Phase::Body(now + self.deadlines.body);
                 }
             }
@@ -125,17 +125,40 @@ impl GuardedStream {
         Ok(())
     }
 
-    fn header_ends_in(&mut self, bytes: &[u8]) -> bool {
-        for &b in bytes {
-            match b {
-                b'\n' if self.after_newline => return true,
-                b'\n' => self.after_newline = true,
-                b'\r' => {}
-                _ => self.after_newline = false,
-            }
+    /// Wake the task at `deadline`: the timer is made on first use and moved only
+    /// when the deadline changed.
+    fn poll_header_deadline(&mut self, deadline: Instant, cx: &mut Context<'_>) -> bool {
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
         }
-        false
+        timer.as_mut().poll(cx).is_ready()
     }
+}
+
+/// Whether a request header's blank line is in `bytes`, given whether the bytes before
+/// ended a line (`after_newline`, updated). Only the bytes between line feeds are looked
+/// at, and only up to the first that is not a carriage return: the cost is per header
+/// line, not per byte.
+fn header_ends_in(after_newline: &mut bool, bytes: &[u8]) -> bool {
+    let only_cr = |run: &[u8]| run.iter().all(|&b| b == b'\r');
+    let mut line_start = 0;
+    for lf in memchr::memchr_iter(b'\n', bytes) {
+        if !only_cr(&bytes[line_start..lf]) {
+            *after_newline = false;
+        }
+        if *after_newline {
+            return true;
+        }
+        *after_newline = true;
+        line_start = lf + 1;
+    }
+    if !only_cr(&bytes[line_start..]) {
+        *after_newline = false;
+    }
+    false
 }
 
 impl Drop for GuardedStream {
@@ -159,9 +182,10 @@ impl AsyncRead for GuardedStream {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                if matches!(self.phase, Phase::Header(_)) && self.timer.as_mut().poll(cx).is_ready()
-                {
-                    return Poll::Ready(Err(self.timed_out("header")));
+                if let Phase::Header(deadline) = self.phase {
+                    if self.poll_header_deadline(deadline, cx) {
+                        return Poll::Ready(Err(self.timed_out("header")));
+                    }
                 }
                 Poll::Pending
             }
@@ -268,5 +292,38 @@ impl GetSocketDigest for GuardedStream {
 impl Peek for GuardedStream {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_ends_in;
+
+    /// Which chunk completes the header, if any.
+    fn ends(chunks: &[&[u8]]) -> Option<usize> {
+        let mut after_newline = false;
+        chunks
+            .iter()
+            .position(|chunk| header_ends_in(&mut after_newline, chunk))
+    }
+
+    #[test]
+    fn the_blank_line_is_found_in_any_split() {
+        let request: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n\r\nbody\r\n\r\n";
+        // The index of the blank line's final line feed.
+        let end = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 3;
+        for at in 1..request.len() {
+            let (a, b) = request.split_at(at);
+            let expected = if at > end { 0 } else { 1 };
+            assert_eq!(ends(&[a, b]), Some(expected), "split at {at}");
+        }
+        assert_eq!(ends(&[b"GET / HTTP/1.1\nHost: x\n\n"]), Some(0));
+        assert_eq!(ends(&[b"GET / HTTP/1.1\r\nHost: x\r\n"]), None);
+        assert_eq!(
+            ends(&[b"GET / HTTP/1.1\r\n", b"X: \r\n", b"Y", b"\r\n"]),
+            None
+        );
+        let one_byte_at_a_time: Vec<&[u8]> = request.chunks(1).collect();
+        assert_eq!(ends(&one_byte_at_a_time), Some(end));
     }
 }

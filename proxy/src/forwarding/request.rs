@@ -7,8 +7,14 @@
 //! rate-limits or logs by it cannot be lied to through clickstamp.
 
 use super::ClientAddress;
+use http::HeaderName;
 use pingora::http::RequestHeader;
 use std::net::IpAddr;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// Which forwarding headers a campaign's origin gets (`origin.forwarded_headers`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,7 +81,14 @@ pub fn apply(
     hop: Hop<'_>,
 ) -> pingora::Result<()> {
     if !client.via_trusted_proxy {
-        for name in CLAIMS {
+        // One pass over the names present; a visitor rarely sends any of them.
+        let claimed: Vec<HeaderName> = upstream
+            .headers
+            .keys()
+            .filter(|name| CLAIMS.contains(&name.as_str()))
+            .cloned()
+            .collect();
+        for name in &claimed {
             upstream.remove_header(name);
         }
     }
@@ -88,7 +101,12 @@ pub fn apply(
     Ok(())
 }
 
-fn existing(upstream: &RequestHeader, name: &str) -> Option<String> {
+/// What a trusted proxy already put in `name` (nothing, for any other peer: its claims
+/// were removed).
+fn existing(upstream: &RequestHeader, client: &ClientAddress, name: &HeaderName) -> Option<String> {
+    if !client.via_trusted_proxy {
+        return None;
+    }
     let values: Vec<&str> = upstream
         .headers
         .get_all(name)
@@ -107,7 +125,7 @@ fn set_x_forwarded(
 ) -> pingora::Result<()> {
     // Through a trusted proxy the chain it sent is extended with the proxy's own address
     // (the hop we saw); otherwise the chain starts afresh with the visitor.
-    let chain = match (existing(upstream, "x-forwarded-for"), client.peer) {
+    let chain = match (existing(upstream, client, &X_FORWARDED_FOR), client.peer) {
         (Some(chain), Some(peer)) => Some(format!("{chain}, {peer}")),
         (None, Some(peer)) => Some(peer.to_string()),
         (chain, None) => chain.or_else(|| client.visitor.map(|ip| ip.to_string())),
@@ -115,11 +133,11 @@ fn set_x_forwarded(
     if let Some(chain) = chain {
         upstream.insert_header("X-Forwarded-For", chain)?;
     }
-    if existing(upstream, "x-forwarded-proto").is_none() {
+    if existing(upstream, client, &X_FORWARDED_PROTO).is_none() {
         upstream.insert_header("X-Forwarded-Proto", hop.proto)?;
     }
     if let Some(host) = hop.host {
-        if existing(upstream, "x-forwarded-host").is_none() {
+        if existing(upstream, client, &X_FORWARDED_HOST).is_none() {
             upstream.insert_header("X-Forwarded-Host", host)?;
         }
     }
@@ -160,7 +178,7 @@ fn set_forwarded(
     }
     element.push(format!("proto={}", hop.proto));
     let element = element.join(";");
-    let value = match existing(upstream, "forwarded") {
+    let value = match existing(upstream, client, &FORWARDED) {
         Some(before) => format!("{before}, {element}"),
         None => element,
     };

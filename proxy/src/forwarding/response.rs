@@ -30,21 +30,31 @@ const FRAMING: [&str; 2] = ["content-length", "transfer-encoding"];
 /// HTTP/1.1, and use chunked transfer only for an HTTP/1.1 visitor (an HTTP/1.0 one
 /// gets the body delimited by closing the connection, which Pingora then does).
 pub fn for_visitor(resp: &mut ResponseHeader, client: Version) {
-    let listed: Vec<String> = resp
-        .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty() && !FRAMING.contains(&name.as_str()))
-        .collect();
     let upgrading = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
-    for name in listed.iter().map(String::as_str).chain(HOP_BY_HOP) {
-        // A 101 answer keeps what the upgrade itself needs.
-        if upgrading && (name == "upgrade" || name == "connection") {
-            continue;
-        }
+    // One pass over the names present (no lookups by string, which would parse and
+    // hash each name): most origins send `Connection` and nothing else of the set.
+    let mut listed: Vec<String> = Vec::new();
+    for value in resp.headers.get_all(http::header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        listed.extend(
+            value
+                .split(',')
+                .map(|name| name.trim().to_ascii_lowercase())
+                .filter(|name| !name.is_empty() && !FRAMING.contains(&name.as_str())),
+        );
+    }
+    let doomed: Vec<http::HeaderName> = resp
+        .headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str();
+            // A 101 answer keeps what the upgrade itself needs.
+            let kept_for_upgrade = upgrading && (name == "upgrade" || name == "connection");
+            !kept_for_upgrade && (HOP_BY_HOP.contains(&name) || listed.iter().any(|l| l == name))
+        })
+        .cloned()
+        .collect();
+    for name in &doomed {
         resp.remove_header(name);
     }
     if resp.version != Version::HTTP_11 {
@@ -57,7 +67,7 @@ pub fn for_visitor(resp: &mut ResponseHeader, client: Version) {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
         if chunked {
-            resp.remove_header("transfer-encoding");
+            resp.remove_header(&http::header::TRANSFER_ENCODING);
         }
     }
 }

@@ -1,7 +1,11 @@
 //! `/px` over HTTP: CORS, rate limiting, body limits, GIF or JSON answers.
+//!
+//! A `GET /px` is an image pixel (`<img>`, `<noscript>`): every answer to it, refusals
+//! included, is the 1×1 GIF with the status telling the outcome, so a page never shows
+//! a broken image. A `POST /px` (the SDK's beacon) gets JSON.
 
 use super::rate::RateLimiter;
-use super::{PixelHit, GIF};
+use super::{page_origin, PixelHit, GIF};
 use crate::service::respond;
 use crate::tracker::Tracker;
 use bytes::Bytes;
@@ -19,6 +23,24 @@ async fn send(
 ) -> Result<()> {
     let refs: Vec<(&'static str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     respond(session, status, &refs, body).await
+}
+
+/// Send the answer to a hit: the GIF to a GET, whatever the status; the JSON to a POST.
+async fn answer(
+    session: &mut Session,
+    is_get: bool,
+    status: u16,
+    mut headers: Vec<(&'static str, String)>,
+    json: Bytes,
+) -> Result<()> {
+    let body = if is_get {
+        headers.push(("Content-Type", "image/gif".into()));
+        Bytes::from_static(GIF)
+    } else {
+        headers.push(("Content-Type", "application/json".into()));
+        json
+    };
+    send(session, status, headers, body).await
 }
 
 /// Answer a `/px` request; returns the outcome label for metrics.
@@ -73,6 +95,7 @@ pub async fn serve(
         .await?;
         return Ok("method_not_allowed");
     }
+    let is_get = method == "GET";
     let now = Tracker::now_ms();
     if !limiter.allow(client_ip.as_deref().unwrap_or("unknown"), now) {
         tracker
@@ -80,7 +103,7 @@ pub async fn serve(
             .postback_rejections
             .with_label_values(&[super::PIXEL_NETWORK, "rate_limited"])
             .inc();
-        send(session, 429, headers(&[("Retry-After", "60"), ("Content-Type", "application/json")]), Bytes::from_static(br#"{"status":"rejected","error":"rate_limited","message":"too many pixel hits from this address"}"#)).await?;
+        answer(session, is_get, 429, headers(&[("Retry-After", "60")]), Bytes::from_static(br#"{"status":"rejected","error":"rate_limited","message":"too many pixel hits from this address"}"#)).await?;
         return Ok("rate_limited");
     }
     let mut body = Vec::new();
@@ -96,7 +119,7 @@ pub async fn serve(
         }
     }
     if too_big {
-        send(session, 413, headers(&[("Content-Type", "application/json")]), Bytes::from_static(br#"{"status":"rejected","error":"body_too_large","message":"a beacon is at most 8 KiB"}"#)).await?;
+        answer(session, is_get, 413, headers(&[]), Bytes::from_static(br#"{"status":"rejected","error":"body_too_large","message":"a beacon is at most 8 KiB"}"#)).await?;
         return Ok("rejected");
     }
     let req = session.req_header();
@@ -117,28 +140,28 @@ pub async fn serve(
             .filter_map(|v| v.to_str().ok())
             .collect::<Vec<_>>()
             .join("; "),
+        page_origin: page_origin(
+            origin.as_deref(),
+            req.headers.get("referer").and_then(|v| v.to_str().ok()),
+        ),
+        host: req
+            .headers
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| req.uri.authority().map(|a| a.to_string())),
         received_ms: now,
     };
     let reply = tracker.ingest_pixel(hit).await;
-    if method == "GET" {
-        // An image pixel: always a GIF, so the page shows nothing whatever happened;
-        // the status tells operators (and the journal has the reason).
-        send(
-            session,
-            reply.status,
-            headers(&[("Content-Type", "image/gif")]),
-            Bytes::from_static(GIF),
-        )
-        .await?;
-    } else {
-        send(
-            session,
-            reply.status,
-            headers(&[("Content-Type", "application/json")]),
-            Bytes::from(reply.body.to_string()),
-        )
-        .await?;
-    }
+    // The status tells operators, and the journal has the reason.
+    answer(
+        session,
+        is_get,
+        reply.status,
+        headers(&[]),
+        Bytes::from(reply.body.to_string()),
+    )
+    .await?;
     Ok(reply.outcome)
 }
 

@@ -1,6 +1,6 @@
 //! Postback bodies: form-encoded or JSON, flattened to `(key, value)` pairs.
 
-use clickstamp_plugins::query::parse_query;
+use clickstamp_plugins::query::{parse_query_strict, InvalidUtf8};
 
 /// Why a body could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,6 +13,12 @@ pub enum BodyError {
     JsonNotObject,
     #[error("unsupported content type {0:?}: send the postback as a query string, a form body or a JSON object")]
     UnsupportedType(String),
+    /// The body, or a form field once percent-decoded, is not UTF-8. Refused rather
+    /// than decoded lossily, which would make different values equal.
+    #[error("the body is not valid UTF-8: send it in UTF-8 (the request is kept in the journal as received)")]
+    NotUtf8,
+    #[error("{0}")]
+    FieldNotUtf8(InvalidUtf8),
 }
 
 impl BodyError {
@@ -22,6 +28,7 @@ impl BodyError {
             BodyError::TooLarge { .. } => "body_too_large",
             BodyError::BadJson(_) | BodyError::JsonNotObject => "malformed_body",
             BodyError::UnsupportedType(_) => "unsupported_body",
+            BodyError::NotUtf8 | BodyError::FieldNotUtf8(_) => "invalid_utf8",
         }
     }
 
@@ -47,15 +54,26 @@ pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<Vec<(String, St
         .map(|m| m.trim().to_ascii_lowercase())
         .unwrap_or_default();
     let looks_json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    match mime.as_str() {
-        "application/json" | "text/json" => json_pairs(body),
-        "application/x-www-form-urlencoded" | "text/plain" => {
-            Ok(parse_query(&String::from_utf8_lossy(body)))
-        }
-        "" if looks_json => json_pairs(body),
-        "" => Ok(parse_query(&String::from_utf8_lossy(body))),
-        other => Err(BodyError::UnsupportedType(other.chars().take(64).collect())),
+    let form = |body: &[u8]| parse_query_strict(body).map_err(BodyError::FieldNotUtf8);
+    let kind = match mime.as_str() {
+        "application/json" | "text/json" => Kind::Json,
+        "application/x-www-form-urlencoded" | "text/plain" => Kind::Form,
+        "" if looks_json => Kind::Json,
+        "" => Kind::Form,
+        other => return Err(BodyError::UnsupportedType(other.chars().take(64).collect())),
+    };
+    if std::str::from_utf8(body).is_err() {
+        return Err(BodyError::NotUtf8);
     }
+    match kind {
+        Kind::Json => json_pairs(body),
+        Kind::Form => form(body),
+    }
+}
+
+enum Kind {
+    Json,
+    Form,
 }
 
 fn json_pairs(body: &[u8]) -> Result<Vec<(String, String)>, BodyError> {
@@ -111,6 +129,33 @@ mod tests {
     }
 
     #[test]
+    fn invalid_utf8_is_refused_never_merged() {
+        for (ctype, body) in [
+            (
+                Some("application/x-www-form-urlencoded"),
+                &b"cid=a&txid=%FF%FE%C0%AF"[..],
+            ),
+            (
+                Some("application/x-www-form-urlencoded"),
+                &b"cid=a&txid=\xff\xfe"[..],
+            ),
+            (None, &b"cid=a&txid=%FE%FF%C0%AE"[..]),
+            (Some("application/json"), &b"{\"cid\":\"\xff\xfe\"}"[..]),
+        ] {
+            assert_eq!(
+                decode(ctype, body).unwrap_err().reason(),
+                "invalid_utf8",
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(
+            decode(None, "txid=%C3%A9".as_bytes()).unwrap(),
+            vec![("txid".into(), "é".into())]
+        );
+    }
+
+    #[test]
     fn refusals() {
         assert_eq!(
             decode(Some("application/json"), b"{nope")
@@ -130,5 +175,70 @@ mod tests {
                 .status(),
             415
         );
+    }
+
+    mod properties {
+        use super::super::*;
+        use clickstamp_plugins::query::encode_query_value;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any bytes under any content type are pairs or a refusal with a known
+            /// reason and status: never a panic, never a 5xx.
+            #[test]
+            fn any_body_is_pairs_or_a_reasoned_refusal(
+                body in proptest::collection::vec(any::<u8>(), 0..256),
+                kind in prop_oneof![
+                    Just(None),
+                    Just(Some("application/x-www-form-urlencoded")),
+                    Just(Some("application/json")),
+                    Just(Some("text/plain")),
+                    Just(Some("multipart/form-data; boundary=x")),
+                ],
+            ) {
+                match decode(kind, &body) {
+                    // What is read is exactly what a strict reader of that type reads.
+                    Ok(pairs) => match kind {
+                        Some("application/json") if !body.iter().all(u8::is_ascii_whitespace) => {
+                            let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                            prop_assert!(value.is_object());
+                        }
+                        Some("application/x-www-form-urlencoded") => {
+                            prop_assert_eq!(Ok(pairs), parse_query_strict(&body));
+                        }
+                        None if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') => {
+                            prop_assert_eq!(Ok(pairs), parse_query_strict(&body));
+                        }
+                        _ => {}
+                    },
+                    Err(e) => {
+                        prop_assert!(["body_too_large", "malformed_body", "unsupported_body", "invalid_utf8"].contains(&e.reason()));
+                        prop_assert!((400..500).contains(&e.status()));
+                    }
+                }
+            }
+
+            /// A form body round-trips: what was encoded is what is read, in order.
+            #[test]
+            fn form_fields_round_trip(fields in proptest::collection::vec(("[a-z_]{1,8}", "\\PC{0,16}"), 1..6)) {
+                let body = fields
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", encode_query_value(k), encode_query_value(v)))
+                    .collect::<Vec<_>>()
+                    .join("&");
+                let got = decode(Some("application/x-www-form-urlencoded"), body.as_bytes());
+                prop_assert_eq!(got, Ok(fields.clone()));
+            }
+
+            /// A JSON object of strings round-trips the same way.
+            #[test]
+            fn json_fields_round_trip(fields in proptest::collection::btree_map("[a-z_]{1,8}", "\\PC{0,16}", 1..6)) {
+                let body = serde_json::to_vec(&fields).unwrap();
+                let mut got = decode(Some("application/json"), &body).unwrap();
+                got.sort();
+                let expected: Vec<(String, String)> = fields.into_iter().collect();
+                prop_assert_eq!(got, expected);
+            }
+        }
     }
 }

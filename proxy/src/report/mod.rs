@@ -65,14 +65,15 @@ pub struct Figures {
     pub clicks: u64,
     pub unique_clicks: u64,
     pub conversions: u64,
-    /// Sum of counted payouts, in micro-units.
-    pub revenue_micros: i64,
-    /// Sum of click costs, in micro-units.
-    pub cost_micros: i64,
+    /// Sum of counted payouts, in micro-units. 128 bits: an `i64` holds only about
+    /// 9 million conversions at the payout limit, and a sum must never wrap.
+    pub revenue_micros: i128,
+    /// Sum of click costs, in micro-units (128 bits, as revenue).
+    pub cost_micros: i128,
 }
 
 /// Round micro-units to cents, half away from zero.
-pub fn micros_to_cents(micros: i64) -> i64 {
+pub fn micros_to_cents(micros: i128) -> i128 {
     (micros + 5_000 * micros.signum()) / 10_000
 }
 
@@ -82,18 +83,30 @@ fn round_to(x: f64, decimals: i32) -> f64 {
 }
 
 impl Figures {
+    /// Count one conversion paying `payout_micros`.
+    pub fn add_conversion(&mut self, payout_micros: i128) {
+        self.conversions += 1;
+        self.revenue_micros += payout_micros;
+    }
+
+    /// Count one click costing `cost_micros`.
+    pub fn add_click(&mut self, cost_micros: i128) {
+        self.clicks += 1;
+        self.cost_micros += cost_micros;
+    }
+
     /// Revenue in cents.
-    pub fn revenue_cents(&self) -> i64 {
+    pub fn revenue_cents(&self) -> i128 {
         micros_to_cents(self.revenue_micros)
     }
 
     /// Cost in cents.
-    pub fn cost_cents(&self) -> i64 {
+    pub fn cost_cents(&self) -> i128 {
         micros_to_cents(self.cost_micros)
     }
 
     /// Profit in cents: revenue minus cost as displayed, so the columns add up.
-    pub fn profit_cents(&self) -> i64 {
+    pub fn profit_cents(&self) -> i128 {
         self.revenue_cents() - self.cost_cents()
     }
 

@@ -97,12 +97,28 @@ fn err(param: &'static str, message: impl Into<String>) -> ParamError {
     }
 }
 
+/// The parameters [`ReportParams::from_query`] reads.
+const KNOWN_PARAMS: &[&str] = &[
+    "group_by", "group-by", "from", "to", "from_ms", "to_ms", "tz", "format",
+];
+
 impl ReportParams {
-    /// Parse a query string. Accepts `group_by` (or `group-by`), `from`, `to` (dates,
+    /// Parse a query string. Any other parameter is refused. Accepts `group_by` (or `group-by`), `from`, `to` (dates,
     /// `to` inclusive), `from_ms`/`to_ms` (Unix ms, half-open; they win over dates),
     /// `tz` and `format`.
     pub fn from_query(query: &str) -> Result<ReportParams, ParamError> {
         let q = parse_query(query);
+        // A misspelt parameter (`form=`) would otherwise widen the report silently.
+        if let Some((k, _)) = q.iter().find(|(k, _)| !KNOWN_PARAMS.contains(&k.as_str())) {
+            let shown: String = k.chars().take(64).collect();
+            return Err(err(
+                "query",
+                format!(
+                    "unknown parameter {shown:?}; a report takes {}",
+                    KNOWN_PARAMS.join(", ")
+                ),
+            ));
+        }
         // Trim only the end: a leading space is an unescaped `+` of a tz offset.
         let get = |k: &str| {
             first_value(&q, k)
@@ -379,6 +395,12 @@ mod tests {
         assert_eq!(
             ReportParams::from_query("format=xml").unwrap_err().param,
             "format"
+        );
+        let misspelt = ReportParams::from_query("form=2026-11-01").unwrap_err();
+        assert!(
+            misspelt.message.contains("\"form\""),
+            "{}",
+            misspelt.message
         );
     }
 }

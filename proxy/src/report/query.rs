@@ -39,11 +39,14 @@ pub fn key_range(from_ms: Option<i64>, to_ms: Option<i64>) -> (String, String) {
 }
 
 /// A stored amount in integer micro-units, rounded once (half away from zero, as
-/// SQLite's `round`).
-fn micros(v: ValueRef<'_>) -> i64 {
+/// SQLite's `round`). Amounts are bounded on the way in (`MAX_AMOUNT`); one stored
+/// before that bound (or written by hand) saturates at ±2^63 micro-units rather than
+/// wrapping, and the 128-bit sums below cannot overflow on any number of rows.
+fn micros(v: ValueRef<'_>) -> i128 {
     match v {
-        ValueRef::Real(f) => (f * 1e6).round() as i64,
-        ValueRef::Integer(i) => i.saturating_mul(1_000_000),
+        // `as` saturates (and maps NaN to 0).
+        ValueRef::Real(f) => i128::from((f * 1e6).round() as i64),
+        ValueRef::Integer(i) => i128::from(i) * 1_000_000,
         _ => 0,
     }
 }
@@ -323,8 +326,7 @@ fn run_in_snapshot(
         let cost = micros(r.get_ref(9)?);
         let who = visitors.id(text(r.get_ref(10)?), text(r.get_ref(11)?));
         let f = &mut groups.rows[g].figures;
-        f.clicks += 1;
-        f.cost_micros += cost;
+        f.add_click(cost);
         let new_visitor = seen_total.insert(who);
         if if grouped {
             seen.insert((g, who))
@@ -333,8 +335,7 @@ fn run_in_snapshot(
         } {
             f.unique_clicks += 1;
         }
-        totals.clicks += 1;
-        totals.cost_micros += cost;
+        totals.add_click(cost);
         if new_visitor {
             totals.unique_clicks += 1;
         }
@@ -373,11 +374,8 @@ fn run_in_snapshot(
         }
         let g = groups.group(&a);
         let payout = micros(r.get_ref(8)?);
-        let f = &mut groups.rows[g].figures;
-        f.conversions += 1;
-        f.revenue_micros += payout;
-        totals.conversions += 1;
-        totals.revenue_micros += payout;
+        groups.rows[g].figures.add_conversion(payout);
+        totals.add_conversion(payout);
     }
 
     let mut out = groups.rows;
@@ -387,7 +385,63 @@ fn run_in_snapshot(
 
 #[cfg(test)]
 mod tests {
-    use super::key_range;
+    use super::{key_range, micros, run};
+    use crate::report::{Catalog, Figures, ReportParams};
+    use clickstamp_plugins::postback::MAX_AMOUNT;
+    use rusqlite::types::ValueRef;
+    use rusqlite::{params, Connection};
+
+    #[test]
+    fn ten_million_conversions_at_the_payout_limit_add_up_exactly() {
+        let at_limit = micros(ValueRef::Real(MAX_AMOUNT));
+        assert_eq!(at_limit, 1_000_000_000_000);
+        let mut f = Figures::default();
+        for _ in 0..10_000_000 {
+            f.add_conversion(at_limit);
+        }
+        assert_eq!(f.revenue_micros, 10_000_000 * 1_000_000_000_000);
+        assert!(
+            f.revenue_micros > i128::from(i64::MAX),
+            "beyond what i64 holds"
+        );
+        assert_eq!(f.revenue_cents(), 1_000_000_000_000_000);
+        assert_eq!(f.profit_cents(), 1_000_000_000_000_000);
+    }
+
+    #[test]
+    fn amounts_stored_before_the_limit_cannot_wrap_a_report() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(crate::store::sqlite::SCHEMA).unwrap();
+        let click = format!("{:012x}7abc8def0123456789abcdef0123", 0x0190_0000_0000u64);
+        conn.execute(
+            "INSERT INTO clicks (click_id, ts_ms, campaign_id, source_id, cost, entry)
+             VALUES (?1, ?2, 'camp', 'src', 1e300, 'landing')",
+            params![click, 0x0190_0000_0000i64],
+        )
+        .unwrap();
+        for (i, payout) in [1e308, 1e23, 9.2e12, 2.5].iter().enumerate() {
+            conn.execute(
+                "INSERT INTO conversions (dedup_key, click_id, campaign_id, source_id, event, payout,
+                    status, origin, created_ms, updated_ms)
+                 VALUES (?1, ?2, 'camp', 'src', 'conversion', ?3, 'approved', 's2s', 0, 0)",
+                params![format!("k{i}"), click, payout],
+            )
+            .unwrap();
+        }
+        let catalog = Catalog {
+            sole_offers: Vec::new(),
+            offer_networks: Vec::new(),
+        };
+        let (_, totals) = run(&conn, &catalog, &ReportParams::default()).unwrap();
+        assert_eq!(totals.conversions, 4);
+        // Each saturates at i64::MAX micro-units instead of wrapping the sum negative.
+        let saturated = i128::from(i64::MAX);
+        assert_eq!(
+            totals.revenue_micros,
+            2 * saturated + 9_200_000_000_000_000_000 + 2_500_000
+        );
+        assert!(totals.revenue_cents() > 0 && totals.cost_micros == saturated);
+    }
 
     #[test]
     fn key_range_brackets_exactly_the_milliseconds_asked_for() {

@@ -32,8 +32,14 @@ pub fn render(report: &Report, format: Format) -> (&'static str, Vec<u8>) {
 }
 
 /// Cents as a JSON number with at most two decimals.
-fn money(cents: i64) -> Value {
+fn money(cents: i128) -> Value {
     json!(cents as f64 / 100.0)
+}
+
+/// An exact integer as a JSON number: JSON numbers here are 64-bit, so a sum beyond
+/// that (billions of conversions at the payout limit) is given as a decimal string.
+fn exact(micros: i128) -> Value {
+    i64::try_from(micros).map_or_else(|_| json!(micros.to_string()), |m| json!(m))
 }
 
 fn figures_json(f: &Figures, into: &mut Map<String, Value>) {
@@ -46,8 +52,8 @@ fn figures_json(f: &Figures, into: &mut Map<String, Value>) {
     into.insert("profit".into(), money(f.profit_cents()));
     into.insert("roi".into(), json!(f.roi_percent()));
     into.insert("epc".into(), json!(f.epc()));
-    into.insert("revenue_micros".into(), json!(f.revenue_micros));
-    into.insert("cost_micros".into(), json!(f.cost_micros));
+    into.insert("revenue_micros".into(), exact(f.revenue_micros));
+    into.insert("cost_micros".into(), exact(f.cost_micros));
 }
 
 /// The report as a JSON document.
@@ -80,7 +86,7 @@ pub fn to_json(report: &Report) -> Value {
 }
 
 /// `-12.30` from -1230 cents, exactly.
-pub fn format_cents(cents: i64) -> String {
+pub fn format_cents(cents: i128) -> String {
     let sign = if cents < 0 { "-" } else { "" };
     let abs = cents.unsigned_abs();
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
@@ -90,10 +96,13 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
     v.map(|x| format!("{x:.decimals$}")).unwrap_or_default()
 }
 
-/// One CSV field, quoted when needed (RFC 4180). Sub ids come from ad URLs, so a value
-/// a spreadsheet would run as a formula (`=`, `+`, `@`, tab, CR) is prefixed with `'`.
+/// One CSV field, quoted when needed (RFC 4180). Sub ids come from ad URLs, so, as
+/// OWASP's CSV-injection rule says, a value a spreadsheet could run as a formula (one
+/// starting with `=`, `+`, `-`, `@`, tab or CR — `-2+3+cmd|...` is a formula too) is
+/// prefixed with `'`. Only text cells come through here; figures are written as
+/// numbers.
 fn field(value: &str) -> String {
-    let guarded = if value.starts_with(['=', '+', '@', '\t', '\r']) {
+    let guarded = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{value}")
     } else {
         value.to_string()
@@ -152,7 +161,17 @@ mod tests {
         assert_eq!(field("a,b"), "\"a,b\"");
         assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(field("-5"), "-5", "negative numbers stay numbers");
+        for (hostile, defused) in [
+            ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
+            ("+1", "'+1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "\"'\r=1\""),
+            ("-1,2", "\"'-1,2\""),
+        ] {
+            assert_eq!(field(hostile), defused, "{hostile:?}");
+        }
+        assert_eq!(field("a-b"), "a-b", "only a leading character counts");
         assert_eq!(format_cents(-1230), "-12.30");
         assert_eq!(format_cents(5), "0.05");
     }

@@ -84,7 +84,14 @@ pub struct StoredClick {
     pub sub_ids: [Option<String>; 5],
     /// The offer of the click's latest outbound click, if any.
     pub last_offer_id: Option<String>,
+    /// Every offer the click was sent to by `/go`, oldest first, each once (at most
+    /// [`MAX_OUTBOUND_OFFERS`]): which networks may report a conversion for it.
+    pub outbound_offer_ids: Vec<String>,
 }
+
+/// How many distinct outbound offers a [`StoredClick`] carries; a visitor does not
+/// visit more offers than this, and a bound keeps a hostile click from growing it.
+pub const MAX_OUTBOUND_OFFERS: usize = 32;
 
 /// Why the store failed. Every variant is our fault, not the caller's: the request
 /// that hit it is answered 503 so the client retries.
@@ -168,6 +175,25 @@ pub struct JournalEntry {
     pub origin: &'static str,
     /// The journal row this one replays.
     pub replay_of: Option<i64>,
+    /// Set when the query or body was cut before journalling (an unauthenticated
+    /// request may store only a prefix): what arrived, so it can still be identified.
+    pub cut: Option<JournalCut>,
+}
+
+/// What an entry held before it was cut: full lengths, and SHA-256 digests of what
+/// was cut (hex), so the request can be recognised without storing it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JournalCut {
+    /// Bytes in the query string as received.
+    pub query_len: u64,
+    /// SHA-256 of the whole query string, when the query was cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_sha256: Option<String>,
+    /// Bytes in the body as received (as far as it was read).
+    pub body_len: u64,
+    /// SHA-256 of the whole body as read, when the body was cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_sha256: Option<String>,
 }
 
 /// A conversion that passed verification, parsing and attribution, ready for dedup.
@@ -291,7 +317,13 @@ pub struct JournalRow {
     pub method: String,
     pub remote_ip: Option<String>,
     pub raw_query: String,
-    pub raw_body: String,
+    /// The body as stored, bytes exactly (a replay needs them; signatures cover them).
+    /// Shown in JSON as text, lossily; see `raw_body_hex` for a body that is not UTF-8.
+    #[serde(serialize_with = "lossy_text")]
+    pub raw_body: Vec<u8>,
+    /// The body in hex, only when it is not valid UTF-8 (so the API shows its bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_body_hex: Option<String>,
     pub content_type: Option<String>,
     pub origin: String,
     pub outcome: String,
@@ -300,6 +332,13 @@ pub struct JournalRow {
     pub click_id: Option<String>,
     pub conversion_id: Option<i64>,
     pub replay_of: Option<i64>,
+    /// Set when the entry was cut on arrival (see [`JournalCut`]); such an entry cannot
+    /// be replayed.
+    pub cut: Option<JournalCut>,
+}
+
+fn lossy_text<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(bytes))
 }
 
 /// Filter for listing the journal. Every field narrows; `None` matches all.

@@ -5,6 +5,15 @@ use super::Tracker;
 use crate::store::{ClickRecord, StoreError, WriteOp};
 use clickstamp_plugins::ClickId;
 
+/// Longest source click id or sub id kept from a landing URL, in bytes (the same bound
+/// postback values have). Real ids are far shorter; a longer value is never cut (a cut
+/// id would be relayed and attributed to nobody): the click is recorded with the value
+/// NULL and `clickstamp_landing_values_refused_total` counts it.
+pub const MAX_LANDING_VALUE_LEN: usize = 1024;
+
+/// The `field` label of each sub id slot.
+const SUB_ID_FIELDS: [&str; 5] = ["sub1", "sub2", "sub3", "sub4", "sub5"];
+
 /// The result of a page view on a campaign's landing path.
 #[derive(Debug, Clone)]
 pub struct LandingClick {
@@ -29,16 +38,35 @@ impl Tracker {
         let c = &self.config.campaigns[campaign];
         let source = &self.config.sources[c.source];
         let params = source.plugin.landing_params(&visit.query);
+        if visit.dropped_params > 0 {
+            self.metrics
+                .landing_values_refused
+                .with_label_values(&[&c.id, "invalid_utf8"])
+                .inc_by(visit.dropped_params as u64);
+            tracing::warn!(campaign = %c.id, parameters = visit.dropped_params, "landing URL parameters that are not UTF-8 were left out of the click");
+        }
+        let within_limit = |field: &'static str, value: Option<String>| {
+            let value = value?;
+            if value.len() <= MAX_LANDING_VALUE_LEN {
+                return Some(value);
+            }
+            self.metrics
+                .landing_values_refused
+                .with_label_values(&[&c.id, field])
+                .inc();
+            tracing::warn!(campaign = %c.id, field, bytes = value.len(), max = MAX_LANDING_VALUE_LEN, "landing value over the limit: the click is recorded without it");
+            None
+        };
         let mut sub_ids: [Option<String>; 5] = Default::default();
-        for (slot, value) in sub_ids.iter_mut().zip(params.sub_ids) {
-            *slot = value.map(|v| truncate(v, 255));
+        for ((slot, value), field) in sub_ids.iter_mut().zip(params.sub_ids).zip(SUB_ID_FIELDS) {
+            *slot = within_limit(field, value);
         }
         ClickRecord {
             click_id,
             ts_ms: now_ms,
             campaign_id: c.id.clone(),
             source_id: source.id.clone(),
-            source_click_id: params.source_click_id.map(|v| truncate(v, 255)),
+            source_click_id: within_limit("source_click_id", params.source_click_id),
             source_click_param: params.source_click_id_param,
             cost: params.cost.or(c.cost),
             sub_ids,
@@ -98,7 +126,8 @@ impl Tracker {
     }
 }
 
-/// Cap operator-visible strings: a hostile client must not fill the disk one click at a time.
+/// Cap strings that are only shown to the operator, never relayed (user agent, referrer):
+/// a hostile client must not fill the disk one click at a time.
 fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut cut = max;

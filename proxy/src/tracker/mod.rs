@@ -6,6 +6,7 @@
 
 pub mod capture;
 pub mod go;
+pub mod path;
 pub mod route;
 pub mod visit;
 
@@ -25,6 +26,9 @@ pub struct Tracker {
     pub metrics: Arc<Metrics>,
     /// Woken when a relay is enqueued, so the outbox worker delivers it at once.
     pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// Journal entries of unauthenticated postbacks, per client IP (see
+    /// `postback::journal`).
+    pub journal_limiter: crate::pixel::rate::RateLimiter,
     max_age_ms: u64,
 }
 
@@ -39,6 +43,10 @@ impl Tracker {
             store,
             metrics,
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            journal_limiter: crate::pixel::rate::RateLimiter::new(
+                crate::postback::journal::UNAUTHENTICATED_JOURNAL_PER_MINUTE,
+                crate::postback::journal::RATE_LIMITED_CLIENTS,
+            ),
             max_age_ms,
         }
     }
@@ -96,9 +104,11 @@ impl Tracker {
         )
     }
 
-    /// The click stored in `campaign`'s cookie, if present and valid. An invalid one is
-    /// counted under `route` and otherwise ignored: a visitor is never turned away for
-    /// a stale cookie.
+    /// The click stored in `campaign`'s cookie: the first cookie of that name that
+    /// verifies (MAC and the campaign's window), since a forged or stale one may come
+    /// first. Every invalid one is counted under `route` and otherwise ignored: a
+    /// visitor is never turned away for a stale cookie. Every reader of the click
+    /// cookie (landing, `/go`, the rewrite hooks, the pixel) goes through here.
     pub fn click_from_cookie(
         &self,
         cookies: &str,
@@ -106,14 +116,14 @@ impl Tracker {
         now_ms: u64,
         route: &str,
     ) -> Option<ClickId> {
-        let value = visit::cookie_value(cookies, &self.cookie_name(campaign))?;
-        match self.verify_for_campaign(value, campaign, now_ms) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                self.reject_click_id(route, e);
-                None
-            }
-        }
+        let name = self.cookie_name(campaign);
+        // `name` must outlive the iterator, hence the binding.
+        let click = visit::cookie_values(cookies, &name).find_map(|value| {
+            self.verify_for_campaign(value, campaign, now_ms)
+                .map_err(|e| self.reject_click_id(route, e))
+                .ok()
+        });
+        click
     }
 
     /// Count and log a refused click ID.

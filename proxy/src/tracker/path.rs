@@ -179,4 +179,82 @@ mod tests {
         assert_eq!(normalise("*"), Err(PathRefused::NotAbsolute));
         assert_eq!(normalise(""), Err(PathRefused::NotAbsolute));
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Path segments an attacker would try, mixed with ordinary ones.
+        fn segment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(".".to_string()),
+                Just("..".to_string()),
+                Just("%2e%2e".to_string()),
+                Just("%2E.".to_string()),
+                Just(".%2e".to_string()),
+                Just("%2e".to_string()),
+                Just("..%2f".to_string()),
+                Just("%5c".to_string()),
+                Just("a\\b".to_string()),
+                Just("%00".to_string()),
+                Just(String::new()),
+                "[a-zA-Z0-9._~%-]{1,8}",
+            ]
+        }
+
+        fn path() -> impl Strategy<Value = String> {
+            proptest::collection::vec(segment(), 0..8).prop_map(|s| format!("/{}", s.join("/")))
+        }
+
+        proptest! {
+            /// A normalised path is absolute, holds no dot segment in any spelling and
+            /// no encoded separator, and normalising it again changes nothing: no
+            /// consumer after the router can read it differently.
+            #[test]
+            fn a_normalised_path_has_nothing_left_to_resolve(p in path()) {
+                if let Ok(normal) = normalise(&p) {
+                    prop_assert!(normal.starts_with('/'));
+                    for raw in normal[1..].split('/') {
+                        let decoded: Vec<u8> = percent_decode_str(raw).collect();
+                        prop_assert!(decoded != b"." && decoded != b"..", "{p} -> {normal}");
+                        prop_assert!(!decoded.iter().any(|b| matches!(b, b'/' | b'\\' | 0)));
+                    }
+                    prop_assert_eq!(normalise(&normal), Ok(normal.clone()));
+                }
+            }
+
+            /// A base path joined with a normalised path stays under the base, even for
+            /// an origin that decodes `%2e` and `%2f` and resolves dot segments itself.
+            #[test]
+            fn an_upstream_path_never_leaves_its_base(p in path()) {
+                if let Ok(normal) = normalise(&p) {
+                    let joined = format!("/base{normal}");
+                    let decoded = String::from_utf8_lossy(
+                        &percent_decode_str(&joined).collect::<Vec<u8>>(),
+                    )
+                    .replace('\\', "/");
+                    let mut stack: Vec<&str> = Vec::new();
+                    for seg in decoded.split('/').filter(|s| !s.is_empty()) {
+                        match seg {
+                            "." => {}
+                            ".." => { stack.pop(); }
+                            other => stack.push(other),
+                        }
+                    }
+                    prop_assert_eq!(stack.first().copied(), Some("base"), "{} -> {}", p, joined);
+                }
+            }
+
+            /// Any input at all is answered (never a panic), and what is accepted is a
+            /// fixed point.
+            #[test]
+            fn any_input_is_answered(p in "\\PC{0,64}") {
+                for candidate in [p.clone(), format!("/{p}")] {
+                    if let Ok(normal) = normalise(&candidate) {
+                        prop_assert_eq!(normalise(&normal), Ok(normal.clone()));
+                    }
+                }
+            }
+        }
+    }
 }

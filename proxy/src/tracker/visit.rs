@@ -1,12 +1,17 @@
 //! What a visitor's request tells us: query, cookies, address, user agent, referrer.
 
-use clickstamp_plugins::query::parse_query;
+use clickstamp_plugins::query::parse_query_bytes;
 
 /// The parts of a request the tracker reads, framework-independent.
 #[derive(Debug, Clone, Default)]
 pub struct Visit {
-    /// Decoded query pairs, in order.
+    /// Decoded query pairs, in order (only those whose key and value are UTF-8).
     pub query: Vec<(String, String)>,
+    /// Query pairs left out because, once percent-decoded, they are not UTF-8: such a
+    /// value is never replaced by look-alike text (two different source click ids
+    /// would become one), so the source never sees it and the click is recorded
+    /// without it.
+    pub dropped_params: usize,
     /// The raw `Cookie` header(s), joined with `; `.
     pub cookies: String,
     /// Client address (after trusted-proxy resolution).
@@ -24,8 +29,17 @@ impl Visit {
         user_agent: Option<String>,
         referrer: Option<String>,
     ) -> Self {
+        let mut query = Vec::new();
+        let mut dropped_params = 0;
+        for (key, value) in parse_query_bytes(raw_query.unwrap_or("").as_bytes()) {
+            match (String::from_utf8(key), String::from_utf8(value)) {
+                (Ok(key), Ok(value)) => query.push((key, value)),
+                _ => dropped_params += 1,
+            }
+        }
         Visit {
-            query: raw_query.map(parse_query).unwrap_or_default(),
+            query,
+            dropped_params,
             cookies,
             ip,
             user_agent,
@@ -34,9 +48,15 @@ impl Visit {
     }
 }
 
-/// The value of cookie `name` in a `Cookie` header, if present.
-pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
+/// Every value of cookie `name` in a `Cookie` header, in the order sent.
+///
+/// A name can come more than once (the same cookie set for several paths or domains,
+/// or one injected by a sibling subdomain), and the browser sends them all. Callers
+/// must not trust the first: they take the first one that verifies
+/// ([`crate::tracker::Tracker::click_from_cookie`]), so a forged cookie placed in front
+/// cannot push the real click aside.
+pub fn cookie_values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    header.split(';').filter_map(move |pair| {
         let (k, v) = pair.trim().split_once('=')?;
         (k.trim() == name).then(|| v.trim().trim_matches('"'))
     })
@@ -75,10 +95,20 @@ mod tests {
     #[test]
     fn cookies() {
         let h = "a=1; cs_demo=abc ; other=\"x\"";
-        assert_eq!(cookie_value(h, "cs_demo"), Some("abc"));
-        assert_eq!(cookie_value(h, "other"), Some("x"));
-        assert_eq!(cookie_value(h, "cs_dem"), None);
-        assert_eq!(cookie_value("", "a"), None);
+        let first = |h, name| cookie_values(h, name).next();
+        assert_eq!(first(h, "cs_demo"), Some("abc"));
+        assert_eq!(first(h, "other"), Some("x"));
+        assert_eq!(first(h, "cs_dem"), None);
+        assert_eq!(first("", "a"), None);
+    }
+
+    #[test]
+    fn every_cookie_of_a_name_in_order() {
+        let h = "cs_demo=forged; a=1;cs_demo=real ; cs_demo_x=other";
+        assert_eq!(
+            cookie_values(h, "cs_demo").collect::<Vec<_>>(),
+            ["forged", "real"]
+        );
     }
 
     #[test]
@@ -98,5 +128,57 @@ mod tests {
         assert!(!is_page_view("GET", "/demo", Some("image")));
         assert!(is_page_view("GET", "/demo/app.js", Some("document")));
         assert!(!is_page_view("POST", "/demo", None));
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Every value of a cookie name comes back, in order, whatever other
+            /// cookies (and hostile bytes) surround it.
+            #[test]
+            fn every_cookie_of_a_name_comes_back_in_order(
+                values in proptest::collection::vec("[A-Za-z0-9]{0,40}", 0..4),
+                noise in proptest::collection::vec(("[a-z_]{1,6}", "[^;\\x00-\\x1f]{0,20}"), 0..4),
+            ) {
+                let mut parts: Vec<String> = noise
+                    .iter()
+                    .filter(|(k, _)| k != "cs_x")
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                for (i, v) in values.iter().enumerate() {
+                    parts.insert(i.min(parts.len()), format!("cs_x={v}"));
+                }
+                let header = parts.join("; ");
+                let got: Vec<&str> = cookie_values(&header, "cs_x").collect();
+                let expected: Vec<&str> = values.iter().map(String::as_str).collect();
+                prop_assert_eq!(got, expected);
+            }
+
+            /// A query that is not UTF-8 anywhere never yields a pair it did not hold,
+            /// and every pair left out is counted.
+            #[test]
+            fn a_visit_keeps_exactly_the_utf8_pairs(
+                pairs in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 1..6), proptest::collection::vec(any::<u8>(), 0..6)), 0..6),
+            ) {
+                let raw = pairs
+                    .iter()
+                    .map(|(k, v)| format!(
+                        "{}={}",
+                        clickstamp_plugins::query::encode_query_bytes(k),
+                        clickstamp_plugins::query::encode_query_bytes(v)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("&");
+                let visit = Visit::new(Some(&raw), String::new(), None, None, None);
+                let kept: Vec<(String, String)> = pairs
+                    .iter()
+                    .filter_map(|(k, v)| Some((String::from_utf8(k.clone()).ok()?, String::from_utf8(v.clone()).ok()?)))
+                    .collect();
+                prop_assert_eq!(visit.dropped_params, pairs.len() - kept.len());
+                prop_assert_eq!(visit.query, kept);
+            }
+        }
     }
 }

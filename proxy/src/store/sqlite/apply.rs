@@ -6,6 +6,7 @@ use crate::store::{
     ClickRecord, ConversionCandidate, DeliveryResult, OutboundRecord, PostbackCommit,
     PostbackOutcome, PostbackWrite, Verdict,
 };
+use clickstamp_plugins::dedup::{dedup_key, may_be_same_conversion, normalize_txid};
 use rusqlite::{params, OptionalExtension, Transaction};
 
 pub(super) fn insert_click(tx: &Transaction<'_>, c: &ClickRecord) -> rusqlite::Result<()> {
@@ -70,6 +71,45 @@ struct Existing {
     id: i64,
     status: String,
     origin: String,
+    /// The stored txid: after a merge, the txid either side brought (S2S first).
+    txid: Option<String>,
+}
+
+/// The txid that is part of the candidate's identity: its own, unless its offer counts
+/// one conversion per click and event (`multiple_conversions = false`), in which case
+/// its dedup key was computed without it and any txid may be its twin's.
+fn keyed_txid(c: &ConversionCandidate) -> Option<&str> {
+    let txid = normalize_txid(c.txid.as_deref())?;
+    (dedup_key(&c.click_id, &c.event, Some(txid)) == c.dedup_key).then_some(txid)
+}
+
+/// Among conversions of the other origin (oldest first), the one the candidate merges
+/// with under [`may_be_same_conversion`]: one with the very same txid (or, for a
+/// candidate without one, one without one too) if there is one, so each order finds its
+/// own twin; else the oldest that may be it.
+fn pick_twin(
+    rows: impl Iterator<Item = rusqlite::Result<Existing>>,
+    c: &ConversionCandidate,
+) -> rusqlite::Result<Option<Existing>> {
+    let txid = keyed_txid(c);
+    let mut first_possible = None;
+    for row in rows {
+        let row = row?;
+        let row_txid = normalize_txid(row.txid.as_deref());
+        let possible = if c.origin == "pixel" {
+            may_be_same_conversion(txid, row_txid)
+        } else {
+            may_be_same_conversion(row_txid, txid)
+        };
+        if !possible {
+            continue;
+        }
+        if row_txid == txid {
+            return Ok(Some(row));
+        }
+        first_possible.get_or_insert(row);
+    }
+    Ok(first_possible)
 }
 
 fn find_existing(
@@ -81,40 +121,38 @@ fn find_existing(
             id: r.get(0)?,
             status: r.get(1)?,
             origin: r.get(2)?,
+            txid: r.get(3)?,
         })
     };
     // Every lookup is a seek in `conversions_by_click_key` (click, event, origin, key); the
-    // candidate's event is already normalised, as the dedup key normalises it.
-    if c.origin == "s2s" {
-        // Its own key first (a duplicate or a status change), then a pixel conversion of
-        // the same (click, event) to upgrade: pixel and S2S are one conversion per
-        // (click, event), whatever txid either carries.
-        let own = tx
-            .prepare_cached(
-                "SELECT id, status, origin FROM conversions
-                 WHERE click_id = ?1 AND event = ?2 AND origin = 's2s' AND dedup_key = ?3",
-            )?
-            .query_row(params![c.click_id, c.event, c.dedup_key], row)
-            .optional()?;
-        if own.is_some() {
-            return Ok(own);
-        }
-        return tx
-            .prepare_cached(
-                "SELECT id, status, origin FROM conversions
-                 WHERE click_id = ?1 AND event = ?2 AND origin = 'pixel' ORDER BY id LIMIT 1",
-            )?
-            .query_row(params![c.click_id, c.event], row)
-            .optional();
+    // candidate's event is already normalised, as the dedup key normalises it. Within an
+    // origin the dedup key decides; across origins `may_be_same_conversion` does
+    // (LIFECYCLE.md, "The pixel/S2S merge").
+    let own_origin_sql = if c.origin == "s2s" {
+        // S2S: its own key among S2S conversions (a duplicate or a status change); a
+        // pixel conversion with the same key is its twin, found below, and upgraded.
+        "SELECT id, status, origin, txid FROM conversions
+         WHERE click_id = ?1 AND event = ?2 AND origin = 's2s' AND dedup_key = ?3"
+    } else {
+        // Pixel: its own key under either origin is a duplicate (an S2S conversion with
+        // the same txid has the same key).
+        "SELECT id, status, origin, txid FROM conversions
+         WHERE click_id = ?1 AND event = ?2 AND dedup_key = ?3 ORDER BY origin = 's2s' DESC, id LIMIT 1"
+    };
+    let own = tx
+        .prepare_cached(own_origin_sql)?
+        .query_row(params![c.click_id, c.event, c.dedup_key], row)
+        .optional()?;
+    if own.is_some() {
+        return Ok(own);
     }
-    // A pixel hit is a duplicate of any conversion of its (click, event): the one with
-    // its own key if there is one, else the oldest.
-    tx.prepare_cached(
-        "SELECT id, status, origin FROM conversions
-         WHERE click_id = ?1 AND event = ?2 ORDER BY dedup_key = ?3 DESC, id LIMIT 1",
-    )?
-    .query_row(params![c.click_id, c.event, c.dedup_key], row)
-    .optional()
+    let twin_origin = if c.origin == "s2s" { "pixel" } else { "s2s" };
+    let mut stmt = tx.prepare_cached(
+        "SELECT id, status, origin, txid FROM conversions
+         WHERE click_id = ?1 AND event = ?2 AND origin = ?3 ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![c.click_id, c.event, twin_origin], row)?;
+    pick_twin(rows, c)
 }
 
 fn insert_journal(
@@ -134,8 +172,8 @@ fn insert_journal(
     };
     tx.prepare_cached(
         "INSERT INTO postback_journal (ts_ms, network_id, method, remote_ip, raw_query, raw_body, content_type,
-            origin, outcome, reason, message, click_id, replay_of, conversion_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            origin, outcome, reason, message, click_id, replay_of, conversion_id, cut)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         j.ts_ms as i64,
@@ -152,6 +190,9 @@ fn insert_journal(
         click_id,
         j.replay_of,
         conversion_id,
+        j.cut
+            .as_ref()
+            .and_then(|cut| serde_json::to_string(cut).ok()),
     ])?;
     Ok(tx.last_insert_rowid())
 }
@@ -260,8 +301,16 @@ pub(super) fn apply_postback(
             (PostbackOutcome::StatusChanged, e.id, c.status.to_string())
         }
         Action::Duplicate(e) => {
-            tx.prepare_cached("UPDATE conversions SET duplicates = duplicates + 1 WHERE id = ?1")?
-                .execute([e.id])?;
+            // A pixel order meeting an S2S twin that has no txid gives it its txid: the
+            // twin is now that order's, and another order's pixel is a conversion of its
+            // own (as it would be had the pixels come first).
+            let claimed_txid = (c.origin == "pixel" && e.origin == "s2s")
+                .then(|| keyed_txid(c))
+                .flatten();
+            tx.prepare_cached(
+                "UPDATE conversions SET duplicates = duplicates + 1, txid = COALESCE(txid, ?2) WHERE id = ?1",
+            )?
+            .execute(params![e.id, claimed_txid])?;
             (PostbackOutcome::Duplicate, e.id, e.status.clone())
         }
     };

@@ -32,6 +32,7 @@ pub(super) fn apply_schema(conn: &mut Connection, schema: &str) -> rusqlite::Res
         tx.execute_batch("ALTER TABLE conversions RENAME TO conversions_before_upgrade")?;
     }
     tx.execute_batch(schema)?;
+    add_missing_journal_columns(&tx)?;
     let upgrade = if rebuild {
         rebuild_conversions(&tx)?
     } else {
@@ -58,6 +59,26 @@ fn conversions_have_unique_key(tx: &Transaction<'_>) -> rusqlite::Result<bool> {
         [],
         |r| r.get(0),
     )
+}
+
+/// Columns later versions added to `postback_journal`, with their declarations. A
+/// file written before them gets them (empty) on open; an `ADD COLUMN` of a nullable
+/// column rewrites nothing, so this is instant on any size of journal.
+const JOURNAL_COLUMNS_ADDED: &[(&str, &str)] = &[("cut", "TEXT")];
+
+fn add_missing_journal_columns(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let present: Vec<String> = tx
+        .prepare("SELECT name FROM pragma_table_info('postback_journal')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (name, decl) in JOURNAL_COLUMNS_ADDED {
+        if !present.iter().any(|p| p == name) {
+            tx.execute_batch(&format!(
+                "ALTER TABLE postback_journal ADD COLUMN {name} {decl}"
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 /// Copy every conversion (ids kept: history, outbox and journal refer to them) into the
@@ -163,6 +184,30 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM conversions", [], |r| r.get(0))
             .unwrap();
         assert_eq!(count, 2);
+    }
+
+    #[test]
+    fn a_journal_from_before_cut_entries_gains_the_column_and_keeps_its_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE postback_journal (
+                id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, network_id TEXT NOT NULL,
+                method TEXT NOT NULL, remote_ip TEXT, raw_query TEXT NOT NULL, raw_body BLOB,
+                content_type TEXT, origin TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT,
+                message TEXT, click_id TEXT, conversion_id INTEGER, replay_of INTEGER);
+             INSERT INTO postback_journal (ts_ms, network_id, method, raw_query, origin, outcome)
+                VALUES (1, 'cake', 'GET', 'cid=x', 's2s', 'rejected');",
+        )
+        .unwrap();
+        apply_schema(&mut conn, super::super::SCHEMA).unwrap();
+        let (query, cut): (String, Option<String>) = conn
+            .query_row("SELECT raw_query, cut FROM postback_journal", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((query.as_str(), cut), ("cid=x", None));
+        // Opening again adds nothing twice.
+        apply_schema(&mut conn, super::super::SCHEMA).unwrap();
     }
 
     #[test]

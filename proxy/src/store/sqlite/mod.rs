@@ -23,7 +23,9 @@ use tokio::sync::{mpsc, oneshot};
 /// while a batch commits; when full, requests wait (backpressure) instead of piling up.
 const QUEUE_DEPTH: usize = 16_384;
 
-const SCHEMA: &str = include_str!("schema.sql");
+/// The schema, re-run on every open (see `migrate`); `pub(crate)` so tests elsewhere
+/// can build a store file of the current layout.
+pub(crate) const SCHEMA: &str = include_str!("schema.sql");
 
 /// How long the writer waits for more writes when it is busy and its batch is small.
 const BATCH_LINGER: std::time::Duration = std::time::Duration::from_micros(250);
@@ -109,12 +111,18 @@ impl SqliteStore {
                             source_click_param: c.source_click_param.clone(),
                             sub_ids: c.sub_ids.clone(),
                             last_offer_id: None,
+                            outbound_offer_ids: Vec::new(),
                         },
                     );
                 }
                 WriteOp::Outbound(o) => {
                     if let Some(hit) = recent.get_mut(&o.click_id) {
                         hit.last_offer_id = Some(o.offer_id.clone());
+                        if !hit.outbound_offer_ids.contains(&o.offer_id)
+                            && hit.outbound_offer_ids.len() < crate::store::MAX_OUTBOUND_OFFERS
+                        {
+                            hit.outbound_offer_ids.push(o.offer_id.clone());
+                        }
                     }
                 }
                 _ => {}

@@ -1,13 +1,42 @@
 //! Read queries, on the reader connection (WAL lets them run beside the writer).
 
 use crate::store::{
-    ConversionRow, JournalFilter, JournalRow, OutboxCounts, OutboxRow, StoredClick,
+    ConversionRow, JournalCut, JournalFilter, JournalRow, OutboxCounts, OutboxRow, StoredClick,
+    MAX_OUTBOUND_OFFERS,
 };
 use clickstamp_plugins::ClickId;
-use rusqlite::types::Value;
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 pub(super) fn click(conn: &Connection, id: &ClickId) -> rusqlite::Result<Option<StoredClick>> {
+    let Some(mut click) = click_row(conn, id)? else {
+        return Ok(None);
+    };
+    click.outbound_offer_ids = outbound_offers(conn, &click.click_id)?;
+    Ok(Some(click))
+}
+
+/// The distinct offers a click was sent to, in the order it first went to each: a
+/// range of `outbound_clicks`' primary key.
+fn outbound_offers(conn: &Connection, click_id: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT offer_id FROM outbound_clicks WHERE click_id = ?1 ORDER BY ts_ms, seq",
+    )?;
+    let mut rows = stmt.query([click_id])?;
+    let mut offers: Vec<String> = Vec::new();
+    while let Some(r) = rows.next()? {
+        let offer: String = r.get(0)?;
+        if !offers.contains(&offer) {
+            if offers.len() >= MAX_OUTBOUND_OFFERS {
+                break;
+            }
+            offers.push(offer);
+        }
+    }
+    Ok(offers)
+}
+
+fn click_row(conn: &Connection, id: &ClickId) -> rusqlite::Result<Option<StoredClick>> {
     conn.prepare_cached(
         "SELECT click_id, ts_ms, campaign_id, source_id, source_click_id, cost,
             (SELECT offer_id FROM outbound_clicks o WHERE o.click_id = c.click_id ORDER BY o.ts_ms DESC, o.seq DESC LIMIT 1),
@@ -25,6 +54,7 @@ pub(super) fn click(conn: &Connection, id: &ClickId) -> rusqlite::Result<Option<
             last_offer_id: r.get(6)?,
             source_click_param: r.get(7)?,
             sub_ids: [r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?],
+            outbound_offer_ids: Vec::new(),
         })
     })
     .optional()
@@ -129,10 +159,26 @@ pub(super) fn ping(conn: &Connection) -> rusqlite::Result<()> {
 
 const JOURNAL_COLUMNS: &str =
     "id, ts_ms, network_id, method, remote_ip, raw_query, raw_body, content_type, origin,
-    outcome, reason, message, click_id, conversion_id, replay_of";
+    outcome, reason, message, click_id, conversion_id, replay_of, cut";
 
 fn journal_row(r: &Row<'_>) -> rusqlite::Result<JournalRow> {
-    let body: Option<Vec<u8>> = r.get(6)?;
+    // Read as bytes, never through text: a replay and its signature need them exactly.
+    let body: Vec<u8> = match r.get_ref(6)? {
+        ValueRef::Blob(b) | ValueRef::Text(b) => b.to_vec(),
+        _ => Vec::new(),
+    };
+    let raw_body_hex = std::str::from_utf8(&body)
+        .is_err()
+        .then(|| body.iter().map(|b| format!("{b:02x}")).collect());
+    // A `cut` value this version cannot read is shown as cut all the same.
+    let cut = r.get::<_, Option<String>>(15)?.map(|text| {
+        serde_json::from_str(&text).unwrap_or(JournalCut {
+            query_len: 0,
+            query_sha256: None,
+            body_len: 0,
+            body_sha256: None,
+        })
+    });
     Ok(JournalRow {
         id: r.get(0)?,
         ts_ms: r.get::<_, i64>(1)? as u64,
@@ -140,7 +186,8 @@ fn journal_row(r: &Row<'_>) -> rusqlite::Result<JournalRow> {
         method: r.get(3)?,
         remote_ip: r.get(4)?,
         raw_query: r.get(5)?,
-        raw_body: String::from_utf8_lossy(&body.unwrap_or_default()).into_owned(),
+        raw_body: body,
+        raw_body_hex,
         content_type: r.get(7)?,
         origin: r.get(8)?,
         outcome: r.get(9)?,
@@ -149,6 +196,7 @@ fn journal_row(r: &Row<'_>) -> rusqlite::Result<JournalRow> {
         click_id: r.get(12)?,
         conversion_id: r.get::<_, Option<i64>>(13)?.filter(|id| *id != 0),
         replay_of: r.get(14)?,
+        cut,
     })
 }
 

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS postback_journal (
     message       TEXT,
     click_id      TEXT,
     conversion_id INTEGER,
-    replay_of     INTEGER
+    replay_of     INTEGER,
+    cut           TEXT                     -- JSON {query_len, query_sha256, body_len, body_sha256} when cut on arrival
 );
 -- No index on ts_ms: ids grow with time, so the newest entries are the highest ids.
 
