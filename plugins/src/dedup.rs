@@ -178,15 +178,65 @@ mod tests {
         }
     }
 
+    /// Keys worked out by hand from the documented byte layout, not by this code:
+    /// `printf 'clickstamp-dedup-v1\x00\x00\x00\x01c\x00\x00\x00\x04sale\x01\x00\x00\x00\x01T'
+    /// | sha256sum | cut -c1-32` and likewise for each row.
+    const HAND_COMPUTED: [(&str, &str, Option<&str>, &str); 4] = [
+        ("c", "sale", Some("T"), "2e9c428282a895dc9db11025e51e52a0"),
+        ("c", "conversion", None, "61da97403737a8ba3a36b1d3d52e1512"),
+        ("c", "e", None, "1d31e355b9c07840b1b451e558eea821"),
+        ("c", "e", Some("t"), "4790293979065d6d9ad4754f0338b3dd"),
+    ];
+
+    #[test]
+    fn keys_match_the_documented_encoding() {
+        for (click, event, txid, want) in HAND_COMPUTED {
+            assert_eq!(
+                dedup_key(click, event, txid),
+                want,
+                "{click} {event} {txid:?}"
+            );
+        }
+        assert_eq!(
+            dedup_key("0190a1b2c3d47e5f8a9b0c1d2e3f4a5b", "purchase", Some("T1")),
+            "ee0920fdc4cdb41bc895208725129ca5"
+        );
+    }
+
     #[test]
     fn normalised_events_key_alike() {
         assert_eq!(normalize_event(" Sale "), "sale");
         assert_eq!(normalize_event("  "), DEFAULT_EVENT);
-        for raw in ["Sale", " SALE", "sale "] {
+        // Every spelling of the event, click ID and txid lands on the hand-computed key.
+        for raw in ["Sale", " SALE", "sale ", "\tsAlE"] {
             assert_eq!(
                 dedup_key("c", raw, Some("T")),
-                dedup_key("c", &normalize_event(raw), Some("T"))
+                "2e9c428282a895dc9db11025e51e52a0",
+                "{raw:?}"
+            );
+            assert_eq!(
+                dedup_key(" C ", raw, Some(" T ")),
+                "2e9c428282a895dc9db11025e51e52a0",
+                "{raw:?}"
             );
         }
+        for no_event in ["", "  ", "Conversion", " CONVERSION "] {
+            for no_txid in [None, Some(""), Some("   ")] {
+                assert_eq!(
+                    dedup_key("c", no_event, no_txid),
+                    "61da97403737a8ba3a36b1d3d52e1512",
+                    "{no_event:?} {no_txid:?}"
+                );
+            }
+        }
+        assert_eq!(
+            dedup_key(
+                "0190A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B",
+                " Purchase ",
+                Some(" T1 ")
+            ),
+            "ee0920fdc4cdb41bc895208725129ca5",
+            "the hyphenated, upper-case click ID keys as the plain one"
+        );
     }
 }

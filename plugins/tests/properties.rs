@@ -2,13 +2,15 @@
 //! round-trips any value, nothing unescaped leaks, and no parser panics on any input.
 
 use clickstamp_plugins::dedup::dedup_key;
-use clickstamp_plugins::lint::{lint_network, lint_offer_url, lint_source_template};
-use clickstamp_plugins::network::{builtin_network, builtin_network_kinds};
+use clickstamp_plugins::lint::{
+    has_errors, lint_network, lint_offer_url, lint_source_template, Severity,
+};
+use clickstamp_plugins::network::{builtin_network, builtin_network_kinds, is_absolute_http_url};
 use clickstamp_plugins::postback::{ConversionStatus, PostbackRequest, MAX_AMOUNT};
 use clickstamp_plugins::query::{first_value, parse_query};
 use clickstamp_plugins::source::{builtin_source, builtin_source_kinds, RelayConversion};
 use clickstamp_plugins::template::{find_tokens, find_unreplaced_macro, Template, ALL_STYLES};
-use clickstamp_plugins::verify::{HmacVerification, IpAllowlist, Verification};
+use clickstamp_plugins::verify::{CidrError, HmacVerification, IpAllowlist, Verification};
 use proptest::prelude::*;
 
 fn any_value() -> impl Strategy<Value = String> {
@@ -132,13 +134,41 @@ proptest! {
     }
 
     #[test]
-    fn status_parsing_never_panics(s in any::<String>()) {
-        let _ = ConversionStatus::parse_lenient(&s);
+    fn status_parsing_ignores_case_and_spacing_and_names_round_trip(
+        s in prop_oneof![
+            any::<String>(),
+            // Words networks send, in the spellings they send them.
+            "[ ]{0,2}(Approved|PENDING|on-hold|On Hold|charged_back|Declined|1|true|sale|2)[ ]{0,2}",
+        ],
+    ) {
+        let parsed = ConversionStatus::parse_lenient(&s);
+        // Case and surrounding whitespace never change what a status word means.
+        prop_assert_eq!(ConversionStatus::parse_lenient(&s.to_ascii_uppercase()), parsed);
+        prop_assert_eq!(ConversionStatus::parse_lenient(&s.to_ascii_lowercase()), parsed);
+        prop_assert_eq!(ConversionStatus::parse_lenient(&format!(" \t{s} \n")), parsed);
+        if let Some(status) = parsed {
+            // A status's own name reads back as itself (the relay sends `as_str`).
+            prop_assert_eq!(ConversionStatus::parse_lenient(status.as_str()), Some(status));
+            // Every status word is ASCII letters, digits, `_`, `-` or spaces inside.
+            prop_assert!(s.trim().bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b' ')), "{:?}", s);
+        }
     }
 }
 
-// The fuzz-style harness: arbitrary input into every parser; the only property is that
-// nothing panics and spans stay in bounds.
+#[test]
+fn every_status_name_round_trips() {
+    use ConversionStatus::*;
+    for status in [Pending, Approved, Rejected, Chargeback] {
+        assert_eq!(
+            ConversionStatus::parse_lenient(status.as_str()),
+            Some(status)
+        );
+    }
+}
+
+// The fuzz-style harness: arbitrary input into every parser; nothing panics, spans stay
+// in bounds, and what comes out keeps the stated properties (round trips, refusals
+// with their reason).
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -184,25 +214,85 @@ proptest! {
     }
 
     #[test]
-    fn fuzz_sources_and_linter(query in any_value(), template in any_value(), v in any_value()) {
+    fn fuzz_sources_and_linter(
+        query in any_value(),
+        template in prop_oneof![any_value(), any_value().prop_map(|t| format!("https://lp.example/o?{t}"))],
+        v in any_value(),
+    ) {
         let pairs = parse_query(&query);
+        let is_url = is_absolute_http_url(&template);
         for kind in builtin_source_kinds() {
             let s = builtin_source(kind).unwrap();
             let _ = s.landing_params(&pairs);
-            let _ = lint_source_template(s.as_ref(), &template);
+            let findings = lint_source_template(s.as_ref(), &template);
+            // A template that is no http(s) URL is refused with that reason.
+            prop_assert_eq!(
+                is_url,
+                !findings.iter().any(|f| f.code == "not_http_url" && f.severity == Severity::Error),
+                "{}: {:?} {:?}", kind, template, findings
+            );
+            prop_assert!(findings.iter().all(|f| !f.message.is_empty()));
             let mut conv = RelayConversion::new(&v, &v, &v);
             conv.source_click_id = Some(v.clone());
             conv.click_time_ms = Some(u64::MAX);
             conv.conversion_time_ms = Some(u64::MAX);
             let _ = s.render_postback(&template, &conv);
             let _ = s.render_postback(&format!("https://x.example/?a={template}"), &conv);
+            // The generic vocabulary in the source's style carries any value intact.
+            let generic = format!("https://x.example/c?v={}", s.token_style().wrap("source_click_id"));
+            let out = s.render_postback(&generic, &conv);
+            prop_assert!(out.is_ok(), "{}: {:?}", kind, out);
+            let out = out.unwrap();
+            let q = out.split_once('?').unwrap().1;
+            let pairs = parse_query(q);
+            prop_assert_eq!(first_value(&pairs, "v"), Some(v.as_str()), "{}", kind);
         }
         for kind in builtin_network_kinds() {
             let n = builtin_network(kind).unwrap();
-            let _ = lint_offer_url(n.as_ref(), &template);
-            let _ = n.stamp_offer_url(&template, &v);
-            let _ = lint_network(n.as_ref());
+            let findings = lint_offer_url(n.as_ref(), &template);
+            prop_assert_eq!(is_url, !findings.iter().any(|f| f.code == "not_http_url"), "{:?}", findings);
+            match n.stamp_offer_url(&template, &v) {
+                Err(_) => prop_assert!(!is_url, "an http(s) URL is always stampable: {:?}", template),
+                Ok(stamped) => {
+                    prop_assert!(is_url);
+                    // The click ID reads back from the network's parameter...
+                    let before_fragment = stamped.split('#').next().unwrap();
+                    let q = before_fragment.split_once('?').map_or("", |(_, q)| q);
+                    let pairs = parse_query(q);
+                    prop_assert_eq!(first_value(&pairs, n.click_id_param()), Some(v.as_str()), "{}", stamped);
+                    // ...and stamping again changes nothing (no second parameter).
+                    prop_assert_eq!(n.stamp_offer_url(&stamped, &v).unwrap(), stamped);
+                }
+            }
+            prop_assert!(!has_errors(&lint_network(n.as_ref())), "builtin {} lints clean", kind);
         }
-        let _ = IpAllowlist::parse(&[query.as_str()]);
+        match IpAllowlist::parse(&[query.as_str()]) {
+            // A network holds its own address.
+            Ok(list) => {
+                let addr = query.trim().split('/').next().unwrap();
+                prop_assert!(list.allows(addr.parse().unwrap()), "{:?}", query);
+            }
+            Err(CidrError::BadAddress(text)) => {
+                prop_assert_eq!(&text, query.trim());
+                prop_assert!(text.split('/').next().unwrap().parse::<std::net::IpAddr>().is_err());
+            }
+            Err(CidrError::BadPrefix(text)) => {
+                prop_assert!(text.split('/').next().unwrap().parse::<std::net::IpAddr>().is_ok(), "{:?}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn cidrs_hold_their_own_addresses_and_refuse_long_prefixes(a in any::<[u8; 4]>(), prefix in 0u8..=40) {
+        let ip = std::net::Ipv4Addr::from(a);
+        let text = format!("{ip}/{prefix}");
+        match IpAllowlist::parse(&[text.as_str()]) {
+            Ok(list) => {
+                prop_assert!(prefix <= 32);
+                prop_assert!(list.allows(ip.into()));
+            }
+            Err(e) => prop_assert_eq!(e, CidrError::BadPrefix(text.clone()), "{}", text),
+        }
+        prop_assert_eq!(IpAllowlist::parse(&[text.as_str()]).is_ok(), prefix <= 32);
     }
 }

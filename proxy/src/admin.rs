@@ -154,7 +154,9 @@ impl AdminApp {
         if row.origin == "pixel" {
             return bad_request("pixel hits are not replayed through the postback pipeline");
         }
-        if row.cut.is_some() {
+        // A 413 journalled before cut records existed holds only the body's start and
+        // nothing saying so: its reason tells, and it is refused like a cut entry.
+        if row.cut.is_some() || row.reason.as_deref() == Some("body_too_large") {
             return (
                 StatusCode::CONFLICT,
                 json!({ "error": "entry_cut", "message": "this entry did not authenticate on arrival and only its start was journalled: it cannot be replayed; have the network send it again" }),

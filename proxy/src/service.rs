@@ -620,7 +620,14 @@ impl ProxyHttp for MainService {
                 peer.options.verify_cert = t.verify_tls;
                 peer.options.verify_hostname = t.verify_tls;
                 peer.options.connection_timeout = Some(std::time::Duration::from_secs(5));
-                peer.options.read_timeout = Some(std::time::Duration::from_secs(30));
+                // The campaign's `origin.timeout`: an origin that accepts and never
+                // answers costs the visitor this long, then a 504.
+                peer.options.read_timeout = Some(
+                    ctx.landing
+                        .as_ref()
+                        .and_then(|visit| self.tracker.config.campaigns.get(visit.campaign))
+                        .map_or(crate::config::DEFAULT_ORIGIN_TIMEOUT, |c| c.origin_timeout),
+                );
                 Ok(Box::new(peer))
             }
             None => Err(Error::explain(

@@ -195,3 +195,237 @@ fn postback_url_prints_the_networks_own_macros_and_the_secret() {
         "https://trk.example/postback/sas?cid=!!afftrack!!&payout=!!commission!!&txid=!!transID!!"
     );
 }
+
+/// One broken config and what `check` must say about it.
+struct Rule {
+    /// Lines for `[server]`, `[store]` and `[secrets]`, other tables, and the body
+    /// (networks, sources, offers, campaigns). Empty body: the demo's.
+    server: &'static str,
+    store: &'static str,
+    secrets: &'static str,
+    tables: &'static str,
+    body: String,
+    /// The key the problem is reported under, and a piece of its message.
+    key: &'static str,
+    says: &'static str,
+}
+
+fn rule(key: &'static str, says: &'static str) -> Rule {
+    Rule {
+        server: "",
+        store: "",
+        secrets: "click_id_key = \"0123456789abcdef0123\"\nadmin_token = \"0123456789abcdef0123\"",
+        tables: "",
+        body: String::new(),
+        key,
+        says,
+    }
+}
+
+impl Rule {
+    fn server(mut self, lines: &'static str) -> Rule {
+        self.server = lines;
+        self
+    }
+    fn store(mut self, lines: &'static str) -> Rule {
+        self.store = lines;
+        self
+    }
+    fn secrets(mut self, lines: &'static str) -> Rule {
+        self.secrets = lines;
+        self
+    }
+    fn tables(mut self, text: &'static str) -> Rule {
+        self.tables = text;
+        self
+    }
+    /// The demo's body with `extra` appended (its items come after the demo's: index 1).
+    fn plus(mut self, extra: &str) -> Rule {
+        self.body = format!("{}\n{extra}", demo_body());
+        self
+    }
+    /// The demo's body with `from` replaced by `to`.
+    fn edit(mut self, from: &str, to: &str) -> Rule {
+        let demo = demo_body();
+        assert!(demo.contains(from), "the demo body holds {from:?}");
+        self.body = demo.replacen(from, to, 1);
+        self
+    }
+    fn config(&self) -> String {
+        let body = if self.body.is_empty() {
+            demo_body()
+        } else {
+            self.body.clone()
+        };
+        format!(
+            "[server]\n{}\n[store]\n{}\n[secrets]\n{}\n{}\n{body}",
+            self.server, self.store, self.secrets, self.tables
+        )
+    }
+}
+
+const CAMPAIGN: &str = "[[campaigns]]\nid = \"c2\"\npath = \"/c2\"\ntraffic_source = \"demo-source\"\noffers = [{ offer = \"demo\" }]\n";
+
+fn rules() -> Vec<Rule> {
+    let upstream = "origin = { upstream = \"http://127.0.0.1:9\" }";
+    vec![
+        // [server]
+        rule("server.listen", "is not an address:port").server("listen = \"nowhere\""),
+        rule("server.admin_listen", "same address as the main listener")
+            .server("listen = \"127.0.0.1:7001\"\nadmin_listen = \"127.0.0.1:7001\""),
+        rule("server.threads", "0 worker threads").server("threads = 0"),
+        rule("server.public_url", "is not an http(s) URL").server("public_url = \"ftp://x\""),
+        rule("server.cookie_prefix", "not a valid cookie-name prefix").server("cookie_prefix = \"a b\""),
+        rule("server.log_format", "unknown log format").server("log_format = \"xml\""),
+        rule("server.trusted_proxies[0]", "prefix in")
+            .server("client_ip_header = \"X-Forwarded-For\"\ntrusted_proxies = [\"10.0.0.0/99x\"]"),
+        rule("server.trusted_proxies", "client_ip_header is not")
+            .server("trusted_proxies = [\"10.0.0.0/8\"]"),
+        rule("server.max_connections", "would refuse every visitor").server("max_connections = 0"),
+        rule("server.admin_max_connections", "would refuse every scrape")
+            .server("admin_max_connections = 0"),
+        rule("server.header_timeout", "is not a duration").server("header_timeout = \"soon\""),
+        rule("server.body_timeout", "is not a duration").server("body_timeout = \"0s\""),
+        // [store]
+        rule("store.durability", "unknown durability").store("durability = \"maybe\""),
+        rule("store.sync", "unknown sync mode").store("sync = \"sometimes\""),
+        rule("store.batch_max", "a batch of 0 writes").store("batch_max = 0"),
+        rule("store.wal_max_bytes", "10 bytes").store("wal_max_bytes = 10"),
+        // [secrets]
+        rule("secrets.click_id_key", "bytes long")
+            .secrets("click_id_key = \"short\"\nadmin_token = \"0123456789abcdef0123\""),
+        rule("secrets.admin_token", "characters long")
+            .secrets("click_id_key = \"0123456789abcdef0123\"\nadmin_token = \"short\""),
+        rule("secrets.click_id_key_env", "environment variable CS_E2E_NEVER_SET is not set").secrets(
+            "click_id_key_env = \"CS_E2E_NEVER_SET\"\nadmin_token = \"0123456789abcdef0123\"",
+        ),
+        rule("secrets.click_id_key", "are set").secrets(
+            "click_id_key = \"0123456789abcdef0123\"\nclick_id_key_env = \"HOME\"\nadmin_token = \"0123456789abcdef0123\"",
+        ),
+        rule("secrets.click_id_key", "missing secret")
+            .secrets("admin_token = \"0123456789abcdef0123\""),
+        // [postbacks], [pixel], [outbox]
+        rule("postbacks.max_body_bytes", "0 bytes").tables("[postbacks]\nmax_body_bytes = 0\n"),
+        rule("pixel.rate_limit_per_minute", "refuses every pixel")
+            .tables("[pixel]\nrate_limit_per_minute = 0\n"),
+        rule("pixel.allowed_origins[0]", "is not an origin")
+            .tables("[pixel]\nallowed_origins = [\"shop.example/path\"]\n"),
+        rule("outbox.concurrency", "0 deliveries in flight").tables("[outbox]\nconcurrency = 0\n"),
+        rule("outbox.max_attempts", "0 attempts").tables("[outbox]\nmax_attempts = 0\n"),
+        rule("outbox.timeout", "is not a duration").tables("[outbox]\ntimeout = \"later\"\n"),
+        rule("outbox.max_age", "is not a duration").tables("[outbox]\nmax_age = \"10w\"\n"),
+        // [tls]
+        rule("tls.listen", "shares an address").server("listen = \"127.0.0.1:7002\"").tables(
+            "[tls]\nlisten = \"127.0.0.1:7002\"\n[[tls.certificates]]\nhosts = [\"a.example\"]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+        ),
+        rule("tls.certificates", "no certificates").tables("[tls]\nlisten = \"127.0.0.1:7443\"\n"),
+        rule("tls.certificates[0].key", "missing").tables(
+            "[tls]\nlisten = \"127.0.0.1:7443\"\n[[tls.certificates]]\nhosts = [\"a.example\"]\ncert = \"c.pem\"\n",
+        ),
+        rule("tls.certificates[0].hosts", "no host names").tables(
+            "[tls]\nlisten = \"127.0.0.1:7443\"\n[[tls.certificates]]\nhosts = []\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+        ),
+        rule("tls.certificates[1].hosts", "served by another certificate too").tables(
+            "[tls]\nlisten = \"127.0.0.1:7443\"\n[[tls.certificates]]\nhosts = [\"a.example\"]\ncert = \"c.pem\"\nkey = \"k.pem\"\n[[tls.certificates]]\nhosts = [\"a.example\"]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+        ),
+        // [[networks]]
+        rule("networks[1].kind", "unknown network kind").plus("[[networks]]\nid = \"n2\"\nkind = \"nope\"\n"),
+        rule("networks[1].id", "duplicate network id \"cake\"").plus("[[networks]]\nid = \"cake\"\n"),
+        rule("networks[1].id", "is not 1-64 characters").plus("[[networks]]\nid = \"bad id!\"\nkind = \"cake\"\n"),
+        rule("networks[1].macros.bogus", "unknown postback field").plus(
+            "[[networks]]\nid = \"n2\"\nclick_id_param = \"sub\"\nmacro_style = \"{x}\"\nmacros = { click_id = \"sub\", bogus = \"b\" }\n",
+        ),
+        rule("networks[0].secret", "shorter than 8 characters")
+            .edit("id = \"cake\"\n", "id = \"cake\"\nsecret = \"short\"\n"),
+        rule("networks[0].allow_ips", "")
+            .edit("id = \"cake\"\n", "id = \"cake\"\nallow_ips = [\"999.1.1.1\"]\n"),
+        rule("networks[0].default_status", "is not a conversion status")
+            .edit("id = \"cake\"\n", "id = \"cake\"\ndefault_status = \"wat\"\n"),
+        // [[traffic_sources]]
+        rule("traffic_sources[1].kind", "unknown traffic source kind")
+            .plus("[[traffic_sources]]\nid = \"s2\"\nkind = \"nope\"\n"),
+        rule("traffic_sources[1].click_id_params", "no landing-URL parameter carries")
+            .plus("[[traffic_sources]]\nid = \"s2\"\n"),
+        rule("traffic_sources[1].sub_id_params", "6 sub id parameters").plus(
+            "[[traffic_sources]]\nid = \"s2\"\nclick_id_params = [\"t\"]\nsub_id_params = [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\"]\n",
+        ),
+        rule("traffic_sources[1].token_style", "is not a token style").plus(
+            "[[traffic_sources]]\nid = \"s2\"\nclick_id_params = [\"t\"]\ntoken_style = \"??\"\n",
+        ),
+        rule("traffic_sources[1].postback_url", "is not an absolute http(s) URL").plus(
+            "[[traffic_sources]]\nid = \"s2\"\nclick_id_params = [\"t\"]\npostback_url = \"/pb?c=1\"\n",
+        ),
+        // [[offers]]
+        rule("offers[1].url", "is not an absolute http(s) URL")
+            .plus("[[offers]]\nid = \"o2\"\nurl = \"network.example/x\"\nnetwork = \"cake\"\n"),
+        rule("offers[1].network", "unknown network \"nowhere\"")
+            .plus("[[offers]]\nid = \"o2\"\nurl = \"https://n.example/x\"\nnetwork = \"nowhere\"\n"),
+        rule("offers[1].payout", "the default payout is refused").plus(
+            "[[offers]]\nid = \"o2\"\nurl = \"https://n.example/x\"\nnetwork = \"cake\"\npayout = 1e12\n",
+        ),
+        rule("offers[1].currency", "is not an ISO 4217 code").plus(
+            "[[offers]]\nid = \"o2\"\nurl = \"https://n.example/x\"\nnetwork = \"cake\"\ncurrency = \"EURO\"\n",
+        ),
+        rule("offers[1].match[0]", "")
+            .plus("[[offers]]\nid = \"o2\"\nurl = \"https://n.example/x\"\nnetwork = \"cake\"\nmatch = [\"\"]\n"),
+        // [[campaigns]]
+        rule("campaigns[1].id", "is also an offer id")
+            .plus(&(CAMPAIGN.replace("id = \"c2\"", "id = \"demo\"") + upstream)),
+        rule("campaigns[1].path", "is reserved for clickstamp's own routes")
+            .plus(&(CAMPAIGN.replace("\"/c2\"", "\"/go\"") + upstream)),
+        rule("campaigns[1].path", "is not a plain absolute path")
+            .plus(&(CAMPAIGN.replace("\"/c2\"", "\"c2\"") + upstream)),
+        rule("campaigns[1].path", "another campaign already answers on")
+            .plus(&(CAMPAIGN.replace("\"/c2\"", "\"/demo\"") + upstream)),
+        rule("campaigns[1].traffic_source", "unknown traffic source \"ghost\"")
+            .plus(&(CAMPAIGN.replace("\"demo-source\"", "\"ghost\"") + upstream)),
+        rule("campaigns[1].offers[0].offer", "unknown offer \"ghost\"")
+            .plus(&(CAMPAIGN.replace("offer = \"demo\"", "offer = \"ghost\"") + upstream)),
+        rule("campaigns[1].offers", "the campaign has no offers")
+            .plus(&(CAMPAIGN.replace("[{ offer = \"demo\" }]", "[]") + upstream)),
+        rule("campaigns[1].offers", "offer weights sum to 0")
+            .plus(&(CAMPAIGN.replace("{ offer = \"demo\" }", "{ offer = \"demo\", weight = 0 }") + upstream)),
+        rule("campaigns[1].attribution_window", "is not a duration")
+            .plus(&(CAMPAIGN.to_string() + upstream + "\nattribution_window = \"forever\"")),
+        rule("campaigns[1].cost", "is negative")
+            .plus(&(CAMPAIGN.to_string() + upstream + "\ncost = -1.0")),
+        rule("campaigns[1].rewrite.links", "unknown link mode")
+            .plus(&(CAMPAIGN.to_string() + upstream + "\nrewrite = { links = \"teleport\" }")),
+        rule("campaigns[1].origin.upstream", "is not an http:// or https:// URL")
+            .plus(&(CAMPAIGN.to_string() + "origin = { upstream = \"ftp://127.0.0.1\" }")),
+        rule("campaigns[1].origin.verify_tls", "plain http:// upstream").plus(
+            &(CAMPAIGN.to_string() + "origin = { upstream = \"http://127.0.0.1:9\", verify_tls = false }"),
+        ),
+        rule("campaigns[1].origin.forwarded_headers", "is not a forwarding-header choice").plus(
+            &(CAMPAIGN.to_string()
+                + "origin = { upstream = \"http://127.0.0.1:9\", forwarded_headers = \"all\" }"),
+        ),
+        rule("campaigns[1].origin.landers", "is not a directory")
+            .plus(&(CAMPAIGN.to_string() + "origin = { landers = \"/nonexistent/landers\" }")),
+        rule("campaigns[1].origin", "both upstream and landers are set").plus(
+            &(CAMPAIGN.to_string() + "origin = { upstream = \"http://127.0.0.1:9\", landers = \"/tmp\" }"),
+        ),
+        rule("campaigns[1].origin", "no origin").plus(&(CAMPAIGN.to_string() + "origin = {}")),
+    ]
+}
+
+#[test]
+fn every_validation_rule_names_its_key_and_fix() {
+    let mut failures = Vec::new();
+    for r in rules() {
+        let (ok, out) = check(&r.config());
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("- {}: ", r.key)) && l.contains(r.says));
+        match (ok, line) {
+            (false, Some(line)) if line.contains("(fix: ") => {}
+            (ok, _) => failures.push(format!(
+                "{} / {:?}: check {} and said:\n{out}",
+                r.key,
+                r.says,
+                if ok { "passed" } else { "failed" }
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -131,7 +131,7 @@ fn pixel_orders_with_different_txids_are_distinct_conversions_each_relayed() {
         assert_eq!(r.json()["status"], "accepted", "{txid}: {}", r.text());
         assert_eq!(
             r.json()["event_id"],
-            clickstamp_plugins::dedup_key(&cid, "purchase", Some(txid)),
+            crate::pixel::expected_event_id(&cid, "purchase", Some(txid)),
             "the event id the beacon is answered with is the conversion's key"
         );
     }
@@ -164,7 +164,7 @@ fn pixel_orders_with_different_txids_are_distinct_conversions_each_relayed() {
     ids.sort();
     let mut expected: Vec<String> = ["ORDER-1", "ORDER-2", "ORDER-3"]
         .iter()
-        .map(|t| clickstamp_plugins::dedup_key(&cid, "purchase", Some(t)))
+        .map(|t| crate::pixel::expected_event_id(&cid, "purchase", Some(t)))
         .collect();
     expected.sort();
     assert_eq!(ids, expected, "one relay per order: {relays:?}");

@@ -106,7 +106,7 @@ fn click_to_postback_to_exactly_one_relay_with_the_sources_own_click_id() {
     assert_eq!(first_value(&q, "status"), Some("approved"));
     assert_eq!(
         first_value(&q, "event_id").unwrap(),
-        clickstamp_plugins::dedup_key(&cid, "conversion", Some("T1"))
+        crate::pixel::expected_event_id(&cid, "conversion", Some("T1"))
     );
     // The conversion, its offer default currency, and the delivered outbox entry.
     let (payout, currency, status): (f64, String, String) = inst

@@ -36,9 +36,22 @@ window.__page_ok = true;
     )
     .unwrap();
     std::fs::write(dir.0.join("thanks.html"), snippet("")).unwrap();
+    // Records every send the SDK attempts; the beacon "fails to queue", so the SDK
+    // falls back to fetch, which fails too (nothing listens on port 9). A conversion
+    // with a bad currency is queued first: the SDK must drop it without sending.
     std::fs::write(
         dir.0.join("thanks-down.html"),
-        snippet("clickstamp('config', { endpoint: 'http://127.0.0.1:9' });"),
+        snippet(
+            r#"window.__sends = [];
+navigator.sendBeacon = function (url) { window.__sends.push({ via: 'beacon', url: String(url) }); return false; };
+var realFetch = window.fetch;
+window.fetch = function (url, init) {
+  window.__sends.push({ via: 'fetch', url: String(url), body: String(init && init.body) });
+  return realFetch.apply(window, arguments);
+};
+clickstamp('config', { endpoint: 'http://127.0.0.1:9' });
+clickstamp('conversion', { event: 'signup', currency: 'DOLLARS' });"#,
+        ),
     )
     .unwrap();
     dir
@@ -164,7 +177,7 @@ fn landing_click_thank_you_page_and_the_wasm_sdk_record_the_conversion() {
     assert_eq!(bodies.len(), 1, "sent once: {bodies:?}");
     assert_eq!(
         bodies[0]["event_id"],
-        json!(clickstamp_plugins::dedup_key(
+        json!(crate::pixel::expected_event_id(
             &cid,
             "purchase",
             Some("ORDER-1")
@@ -289,16 +302,65 @@ fn an_unreachable_px_endpoint_throws_nothing_into_the_page() {
         "document.readyState === 'complete'",
         Duration::from_secs(10)
     ));
+    let cookie = browser.eval("document.cookie");
+    let cid = cookie.as_str().unwrap().split("cs_camp=").nth(1).unwrap()[..32].to_string();
     browser.navigate(&format!("http://{}/lp/thanks-down.html", inst.main));
     assert!(browser.wait_until(
         "document.readyState === 'complete' && window.__page_ok === true",
         Duration::from_secs(10)
     ));
-    std::thread::sleep(Duration::from_secs(3)); // beacon, fetch and image fallbacks all fail
+    // The SDK loaded (it replaced the snippet's stub), found the visitor's click and
+    // tried to send the valid conversion: beacon first, then fetch.
+    assert!(
+        browser.wait_until(
+            "window.__sends.some(function (s) { return s.via === 'fetch'; })",
+            Duration::from_secs(10)
+        ),
+        "the SDK never tried to send: {}",
+        browser.eval("JSON.stringify(window.__sends)")
+    );
+    assert_eq!(
+        browser.eval("window.clickstamp.loaded === true"),
+        json!(true)
+    );
+    assert_eq!(browser.eval("window.clickstamp('clickId')"), json!(cid));
+    // The SDK's own loading of its core (glue and .wasm from /sdk/) is not a send.
+    let sends =
+        browser.eval("window.__sends.filter(function (s) { return s.url.indexOf('/sdk/') < 0; })");
+    let sends = sends.as_array().unwrap();
+    assert_eq!(
+        sends
+            .iter()
+            .map(|s| (s["via"].as_str().unwrap(), s["url"].as_str().unwrap()))
+            .collect::<Vec<_>>(),
+        [
+            ("beacon", "http://127.0.0.1:9/px"),
+            ("fetch", "http://127.0.0.1:9/px")
+        ],
+        "one conversion sent, to the configured endpoint; the bad-currency one dropped"
+    );
+    let sent: serde_json::Value = serde_json::from_str(sends[1]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (&sent["cid"], &sent["event"], &sent["txid"]),
+        (&json!(cid), &json!("purchase"), &json!("ORDER-1"))
+    );
+    // The failed fetch settles without surfacing in the page.
+    std::thread::sleep(Duration::from_millis(1_000));
     assert_eq!(browser.eval("window.__errors"), json!([]));
+    assert_eq!(
+        browser.eval(
+            "window.__sends.filter(function (s) { return s.url.indexOf('/sdk/') < 0; }).length"
+        ),
+        json!(2),
+        "no retries, no image fallback"
+    );
     assert_eq!(
         browser.eval("document.querySelector('h1').textContent"),
         json!("Thank you")
+    );
+    assert!(
+        pixel_beacon_bodies(&inst).is_empty(),
+        "nothing reached this /px"
     );
     let n: i64 = inst
         .db()

@@ -38,10 +38,15 @@ fn self_signed(dir: &Path, host: &str) {
     );
 }
 
-fn curl(host: &str, port: u16, ca: &Path) -> (bool, String) {
+/// curl's exit code for a certificate it cannot verify (CURLE_PEER_FAILED_VERIFICATION).
+const CURL_BAD_CERTIFICATE: i32 = 60;
+
+/// `GET /demo` over HTTPS to `host` on `port`, trusting only `ca`: curl's exit code and
+/// what it printed (the response, or its error).
+fn curl_code(host: &str, port: u16, ca: &Path) -> (Option<i32>, String) {
     let out = Command::new("curl")
         .args([
-            "-s",
+            "-sS",
             "-i",
             "--max-time",
             "10",
@@ -54,9 +59,34 @@ fn curl(host: &str, port: u16, ca: &Path) -> (bool, String) {
         .output()
         .unwrap();
     (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
+}
+
+fn curl(host: &str, port: u16, ca: &Path) -> (bool, String) {
+    let (code, out) = curl_code(host, port, ca);
+    (code == Some(0), out)
+}
+
+/// The subject of the certificate the server presents for `servername` (`None`: no
+/// SNI at all), read with `openssl s_client`.
+fn presented_subject(port: u16, servername: Option<&str>) -> String {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")]);
+    match servername {
+        Some(name) => cmd.args(["-servername", name]),
+        None => cmd.arg("-noservername"),
+    };
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find(|l| l.starts_with("subject="))
+        .unwrap_or_else(|| panic!("no certificate presented: {text}"))
+        .to_string()
 }
 
 #[test]
@@ -88,8 +118,17 @@ fn https_serves_each_host_its_own_certificate_and_plain_http_stays() {
     );
     let (ok, out) = curl("lp2.test", tls_port, &ca2);
     assert!(ok, "lp2 gets its own certificate: {out}");
-    let (ok, _) = curl("lp2.test", tls_port, &ca1);
-    assert!(!ok, "lp2 is not served lp1's certificate");
+    let (code, out) = curl_code("lp2.test", tls_port, &ca1);
+    assert_eq!(
+        code,
+        Some(CURL_BAD_CERTIFICATE),
+        "lp2 is served its own certificate, which lp1's CA does not vouch for: {out}"
+    );
+    assert!(out.contains("SSL certificate problem"), "{out}");
+    // A client without SNI, or naming a host no certificate lists, gets the first one.
+    assert!(presented_subject(tls_port, None).contains("CN = lp1.test"));
+    assert!(presented_subject(tls_port, Some("unknown.test")).contains("CN = lp1.test"));
+    assert!(presented_subject(tls_port, Some("lp2.test")).contains("CN = lp2.test"));
     assert_eq!(
         inst.get("/demo", &[]).status,
         200,

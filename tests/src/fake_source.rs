@@ -1,5 +1,5 @@
 //! A fake traffic source on loopback: records every postback it receives and answers
-//! as told — 200, 500, 429, hang, or refuse connections altogether.
+//! as told — 200, 500, 429, a 4xx refusal, hang, or refuse connections altogether.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -13,6 +13,9 @@ pub enum Mode {
     Ok,
     ServerError,
     TooManyRequests,
+    /// Refuse the request as a client error with this 4xx status (a source that finds
+    /// the relay malformed: final, never worth retrying).
+    ClientError(u16),
     /// Accept and never answer.
     Hang,
     /// Close the listening socket: connections are refused.
@@ -162,9 +165,10 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             s.mode
         };
         let status = match mode {
-            Mode::Ok => "200 OK",
-            Mode::ServerError => "500 Internal Server Error",
-            Mode::TooManyRequests => "429 Too Many Requests",
+            Mode::Ok => "200 OK".to_string(),
+            Mode::ServerError => "500 Internal Server Error".to_string(),
+            Mode::TooManyRequests => "429 Too Many Requests".to_string(),
+            Mode::ClientError(code) => format!("{code} Client Error"),
             Mode::Hang => {
                 std::thread::sleep(Duration::from_secs(30));
                 return;

@@ -19,6 +19,13 @@ use std::time::Duration;
 
 pub use validate::validate;
 
+/// `campaigns[].origin.timeout` when unset: the longest wait for each read from an
+/// upstream origin (its response header, then each piece of its body).
+pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest `campaigns[].origin.timeout`: a landing page slower than this has
+/// lost its visitor long before.
+pub const MAX_ORIGIN_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// One problem found in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -349,6 +356,9 @@ pub struct Campaign {
     /// `(index into Config::offers, weight)`; weights sum to more than 0.
     pub offers: Vec<(usize, u32)>,
     pub origin: Origin,
+    /// How long each read from an upstream origin may wait (`origin.timeout`); past it
+    /// the visitor gets a 504.
+    pub origin_timeout: Duration,
     pub attribution_window: Duration,
     /// Cost per click when the source does not report one.
     pub cost: Option<f64>,

@@ -221,4 +221,6 @@ pub struct RawOrigin {
     pub verify_tls: Option<bool>,
     /// Which forwarding headers the upstream gets (default `x-forwarded`).
     pub forwarded_headers: Option<String>,
+    /// How long each read from the upstream may wait (default 30s).
+    pub timeout: Option<String>,
 }

@@ -849,6 +849,14 @@ fn sources(raw: &[RawSource], p: &mut Problems) -> Vec<SourceConfig> {
         if let Some(url) = &s.postback_url {
             // A token in the scheme or host would let a relayed value pick the
             // destination: refused here, under the key the operator edits.
+            if !is_absolute_http_url(url) {
+                p.add(
+                    format!("traffic_sources[{i}].postback_url"),
+                    format!("{url:?} is not an absolute http(s) URL"),
+                    "paste the source's postback URL as its dashboard shows it",
+                );
+                continue;
+            }
             let template = clickstamp_plugins::Template::parse(url, spec.token_style);
             if let Err(e) = template.check_url() {
                 p.add(
@@ -871,13 +879,6 @@ fn sources(raw: &[RawSource], p: &mut Problems) -> Vec<SourceConfig> {
             }
         };
         if let Some(url) = &s.postback_url {
-            if !is_absolute_http_url(url) {
-                p.add(
-                    format!("traffic_sources[{i}].postback_url"),
-                    format!("{url:?} is not an absolute http(s) URL"),
-                    "paste the source's postback URL as its dashboard shows it",
-                );
-            }
             for finding in lint_source_template(&plugin, url) {
                 if finding.severity == Severity::Error {
                     p.add(
@@ -976,6 +977,28 @@ pub(super) fn parse_duration(text: &str) -> Option<Duration> {
         _ => return None,
     };
     (millis > 0).then(|| Duration::from_millis(millis))
+}
+
+/// `campaigns[].origin.timeout`: a positive duration up to [`super::MAX_ORIGIN_TIMEOUT`],
+/// for an upstream only (lander files are read locally).
+fn origin_timeout(i: usize, raw: &RawOrigin, p: &mut Problems) -> Duration {
+    let key = format!("campaigns[{i}].origin.timeout");
+    let timeout = duration_field(&key, &raw.timeout, super::DEFAULT_ORIGIN_TIMEOUT, p);
+    if raw.timeout.is_some() && raw.upstream.is_none() {
+        p.add(
+            key,
+            "timeout is set for a landers directory",
+            "remove it: only an upstream origin is waited for",
+        );
+    } else if timeout > super::MAX_ORIGIN_TIMEOUT {
+        p.add(
+            key,
+            format!("{timeout:?} is longer than the 10m limit"),
+            "use a timeout like \"30s\": a visitor does not wait minutes for a landing page",
+        );
+        return super::MAX_ORIGIN_TIMEOUT;
+    }
+    timeout
 }
 
 fn origin(i: usize, raw: &RawOrigin, base_dir: &Path, p: &mut Problems) -> Option<Origin> {
@@ -1207,6 +1230,7 @@ fn campaigns(
             }
         }
         let origin = origin(i, &c.origin, base_dir, p);
+        let origin_timeout = origin_timeout(i, &c.origin, p);
         let rewrite = rewrite_settings(i, &c.rewrite, p);
         if let (Some(source), Some(origin)) = (source, origin) {
             out.push(Campaign {
@@ -1216,6 +1240,7 @@ fn campaigns(
                 source,
                 offers: campaign_offers,
                 origin,
+                origin_timeout,
                 attribution_window,
                 cost: c.cost,
                 direct_linking: c.direct_linking.unwrap_or(true),

@@ -83,10 +83,30 @@ impl Shared {
                 "delivered",
             );
         }
-        let too_old = now_ms.saturating_sub(row.created_ms) >= cfg.max_age.as_millis() as u64;
-        if !attempt.retryable || attempts_after >= cfg.max_attempts || too_old {
+        // The age runs from the entry's creation, or from its last replay: a replay is
+        // a fresh lease on life, not one attempt at an entry already out of time.
+        let age_from_ms = row.replayed_ms.unwrap_or(row.created_ms);
+        let too_old = now_ms.saturating_sub(age_from_ms) >= cfg.max_age.as_millis() as u64;
+        let why_dead = if !attempt.retryable {
+            Some("a 4xx answer is final")
+        } else if attempts_after >= cfg.max_attempts {
+            Some("outbox.max_attempts reached")
+        } else if too_old {
+            Some("older than outbox.max_age")
+        } else {
+            None
+        };
+        if let Some(why) = why_dead {
+            // The dead letter says why it died, beside what the source last answered.
+            let error = match &base.error {
+                Some(e) => format!("{e}; dead-lettered: {why}"),
+                None => format!("dead-lettered: {why}"),
+            };
             return (
-                base,
+                DeliveryResult {
+                    error: Some(error),
+                    ..base
+                },
                 if attempt.retryable {
                     "dead_exhausted"
                 } else {

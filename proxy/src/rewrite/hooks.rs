@@ -22,6 +22,7 @@ use clickstamp_plugins::ClickId;
 use parking_lot::Mutex;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::compression::ResponseCompression;
+use pingora::protocols::http::compression::Algorithm;
 use pingora::proxy::Session;
 use std::sync::Arc;
 
@@ -418,6 +419,10 @@ pub fn enable_recompression(session: &mut Session) {
     {
         if c.is_header_phase() {
             c.adjust_level(RECOMPRESS_LEVEL);
+            // Pingora 0.9's brotli encoder only flushes at the end of the body and never
+            // writes brotli's last block: a client would get a stream that does not end.
+            // A br-only client gets the page as identity instead.
+            c.adjust_algorithm_level(Algorithm::Brotli, 0);
             // The module skipped the request while disabled; let it read Accept-Encoding now.
             c.request_filter(req);
         }

@@ -306,6 +306,9 @@ pub struct OutboxRow {
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
     pub delivered_ms: Option<u64>,
+    /// When it was last requeued from the dead letters: `outbox.max_age` counts from
+    /// here rather than from `created_ms`, so a replay is a fresh lease on life.
+    pub replayed_ms: Option<u64>,
 }
 
 /// A row of the postback journal.

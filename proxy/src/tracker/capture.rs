@@ -77,15 +77,16 @@ impl Tracker {
         }
     }
 
-    /// Count a recorded click in the business metrics.
-    pub fn count_click(&self, campaign: usize, record: &ClickRecord) {
+    /// Count a click in the business metrics, once its write has succeeded: a click
+    /// answered 503 was never recorded and must not count (nor its cost).
+    pub fn count_click(&self, campaign: usize, cost: Option<f64>) {
         let c = &self.config.campaigns[campaign];
         let source = &self.config.sources[c.source].id;
         self.metrics
             .clicks
             .with_label_values(&[&c.id, source])
             .inc();
-        if let Some(cost) = record.cost {
+        if let Some(cost) = cost {
             self.metrics
                 .click_cost
                 .with_label_values(&[&c.id, source])
@@ -114,10 +115,11 @@ impl Tracker {
         let click_id = self.mint(now);
         let record = self.click_record(campaign, visit, click_id, now, "landing");
         tracing::debug!(click_id = %click_id, campaign = %self.config.campaigns[campaign].id, "landing click");
-        self.count_click(campaign, &record);
+        let cost = record.cost;
         self.store
             .write(vec![WriteOp::Click(Box::new(record))])
             .await?;
+        self.count_click(campaign, cost);
         Ok(LandingClick {
             click_id,
             set_cookie: Some(self.set_cookie(campaign, &click_id)),

@@ -102,6 +102,8 @@ impl Tracker {
 
         let mut ops = Vec::with_capacity(2);
         let mut set_cookie = None;
+        // A click minted here, counted only once the write below has succeeded.
+        let mut minted: Option<(usize, Option<f64>)> = None;
         let (campaign, click_id, how) = match found {
             Some(f) => f,
             None => match candidates
@@ -112,7 +114,7 @@ impl Tracker {
                 Some(c) => {
                     let id = self.mint(now);
                     let record = self.click_record(c, visit, id, now, "direct");
-                    self.count_click(c, &record);
+                    minted = Some((c, record.cost));
                     ops.push(WriteOp::Click(Box::new(record)));
                     set_cookie = Some(self.set_cookie(c, &id));
                     (c, id, "direct")
@@ -145,6 +147,9 @@ impl Tracker {
             offer_id: offer_cfg.id.clone(),
         }));
         self.store.write(ops).await?;
+        if let Some((c, cost)) = minted {
+            self.count_click(c, cost);
+        }
         tracing::debug!(click_id = %click_id, campaign = %campaign_id, offer = %offer_cfg.id, how, "outbound click");
         self.metrics
             .outbound_clicks

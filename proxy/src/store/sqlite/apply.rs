@@ -406,6 +406,9 @@ pub(super) fn record_delivery(tx: &Transaction<'_>, d: &DeliveryResult) -> rusql
     Ok(())
 }
 
+/// Requeue dead letters as if new: attempts from 0 and `outbox.max_age` counted from
+/// now (`replayed_ms`), so an old entry gets a full run of retries again rather than
+/// dying after its first failed one. `created_ms` is kept for the record.
 pub(super) fn replay_dead(
     tx: &Transaction<'_>,
     outbox_id: Option<i64>,
@@ -413,10 +416,10 @@ pub(super) fn replay_dead(
 ) -> rusqlite::Result<u64> {
     let n = match outbox_id {
         Some(id) => tx
-            .prepare_cached("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?2 WHERE id = ?1 AND state = 'dead'")?
+            .prepare_cached("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?2, replayed_ms = ?2 WHERE id = ?1 AND state = 'dead'")?
             .execute(params![id, now as i64])?,
         None => tx
-            .prepare_cached("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?1 WHERE state = 'dead'")?
+            .prepare_cached("UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?1, replayed_ms = ?1 WHERE state = 'dead'")?
             .execute(params![now as i64])?,
     };
     Ok(n as u64)

@@ -32,7 +32,7 @@ pub(super) fn apply_schema(conn: &mut Connection, schema: &str) -> rusqlite::Res
         tx.execute_batch("ALTER TABLE conversions RENAME TO conversions_before_upgrade")?;
     }
     tx.execute_batch(schema)?;
-    add_missing_journal_columns(&tx)?;
+    add_missing_columns(&tx)?;
     let upgrade = if rebuild {
         rebuild_conversions(&tx)?
     } else {
@@ -61,21 +61,23 @@ fn conversions_have_unique_key(tx: &Transaction<'_>) -> rusqlite::Result<bool> {
     )
 }
 
-/// Columns later versions added to `postback_journal`, with their declarations. A
-/// file written before them gets them (empty) on open; an `ADD COLUMN` of a nullable
-/// column rewrites nothing, so this is instant on any size of journal.
-const JOURNAL_COLUMNS_ADDED: &[(&str, &str)] = &[("cut", "TEXT")];
+/// Columns later versions added, by table, with their declarations. A file written
+/// before them gets them (empty) on open; an `ADD COLUMN` of a nullable column rewrites
+/// nothing, so this is instant on any size of table.
+const COLUMNS_ADDED: &[(&str, &str, &str)] = &[
+    ("postback_journal", "cut", "TEXT"),
+    ("outbox", "replayed_ms", "INTEGER"),
+];
 
-fn add_missing_journal_columns(tx: &Transaction<'_>) -> rusqlite::Result<()> {
-    let present: Vec<String> = tx
-        .prepare("SELECT name FROM pragma_table_info('postback_journal')")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for (name, decl) in JOURNAL_COLUMNS_ADDED {
-        if !present.iter().any(|p| p == name) {
-            tx.execute_batch(&format!(
-                "ALTER TABLE postback_journal ADD COLUMN {name} {decl}"
-            ))?;
+fn add_missing_columns(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    for (table, name, decl) in COLUMNS_ADDED {
+        let present: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+            [table, name],
+            |r| r.get(0),
+        )?;
+        if !present {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {name} {decl}"))?;
         }
     }
     Ok(())
@@ -207,6 +209,30 @@ mod tests {
             .unwrap();
         assert_eq!((query.as_str(), cut), ("cid=x", None));
         // Opening again adds nothing twice.
+        apply_schema(&mut conn, super::super::SCHEMA).unwrap();
+    }
+
+    #[test]
+    fn an_outbox_from_before_replay_times_gains_the_column_and_keeps_its_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE outbox (
+                id INTEGER PRIMARY KEY, conversion_id INTEGER NOT NULL, click_id TEXT NOT NULL,
+                source_id TEXT NOT NULL, kind TEXT NOT NULL, url TEXT NOT NULL,
+                state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_ms INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+                last_status INTEGER, last_error TEXT, delivered_ms INTEGER);
+             INSERT INTO outbox (conversion_id, click_id, source_id, kind, url, state, next_attempt_ms, created_ms)
+                VALUES (1, 'c', 'src', 'conversion', 'http://s/', 'dead', 5, 7);",
+        )
+        .unwrap();
+        apply_schema(&mut conn, super::super::SCHEMA).unwrap();
+        let (created, replayed): (i64, Option<i64>) = conn
+            .query_row("SELECT created_ms, replayed_ms FROM outbox", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((created, replayed), (7, None));
         apply_schema(&mut conn, super::super::SCHEMA).unwrap();
     }
 

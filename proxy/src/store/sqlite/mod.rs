@@ -94,6 +94,48 @@ impl SqliteStore {
         })
     }
 
+    /// Hand `ops` to the writer and wait as the durability mode says.
+    async fn write_remembered(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, StoreError> {
+        let n = ops.len();
+        match self.durability {
+            Durability::Commit => {
+                let (done, wait) = oneshot::channel();
+                self.queue
+                    .send(Job {
+                        ops,
+                        done: Some(done),
+                    })
+                    .await
+                    .map_err(|_| StoreError::WriterGone)?;
+                wait.await.map_err(|_| StoreError::WriterGone)?
+            }
+            Durability::Async => {
+                // Postbacks always wait: their answer depends on the dedup outcome, and a
+                // network must never get 200 for a conversion that is not on disk.
+                if ops
+                    .iter()
+                    .any(|op| matches!(op, WriteOp::Postback(_) | WriteOp::ReplayDead { .. }))
+                {
+                    let (done, wait) = oneshot::channel();
+                    self.queue
+                        .send(Job {
+                            ops,
+                            done: Some(done),
+                        })
+                        .await
+                        .map_err(|_| StoreError::WriterGone)?;
+                    return wait.await.map_err(|_| StoreError::WriterGone)?;
+                }
+                self.queue
+                    .send(Job { ops, done: None })
+                    .await
+                    .map_err(|_| StoreError::WriterGone)?;
+                Ok(vec![WriteResult::Done; n])
+            }
+        }
+    }
+
+    /// Put the clicks (and their outbound offers) of `ops` in the recent-click cache.
     fn remember(&self, ops: &[WriteOp]) {
         let mut recent = self.recent.lock();
         for op in ops {
@@ -219,6 +261,15 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<Wr
     })
 }
 
+/// The error says the write lock could not be taken (another writer held it past the
+/// busy timeout), not that a write in the batch was at fault.
+fn lock_not_taken(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 fn commit_batch(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Vec<WriteResult>>> {
     // IMMEDIATE: take the write lock up front, waiting (busy timeout) while the
     // checkpointer restarts the WAL. A deferred transaction would read first and then
@@ -280,6 +331,20 @@ fn writer_loop(
                     }
                 }
             }
+            Err(batch_error) if lock_not_taken(&batch_error) => {
+                // Nothing in the batch is to blame: the write lock was not to be had
+                // within the busy timeout. Retrying each job alone would wait that long
+                // again per job (a batch of N stalled the writer for N+1 timeouts) while
+                // networks time out; every job gets its prompt 503 instead.
+                tracing::error!(error = %batch_error, jobs = jobs.len(), "store write lock not taken; the batch is refused");
+                metrics.store_errors.inc_by(jobs.len() as u64);
+                let error = StoreError::from(batch_error);
+                for job in jobs.iter_mut() {
+                    if let Some(done) = job.done.take() {
+                        let _ = done.send(Err(error.clone()));
+                    }
+                }
+            }
             Err(batch_error) => {
                 tracing::warn!(error = %batch_error, jobs = jobs.len(), "batch failed; retrying each write alone");
                 // One poisoned write must not fail its neighbours: retry each job alone.
@@ -308,44 +373,26 @@ fn writer_loop(
 #[async_trait]
 impl Store for SqliteStore {
     async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, StoreError> {
+        // Cached first, so a request right behind this one (a /go after the landing
+        // page) finds the click without a read; forgotten again if the write fails, so
+        // no later postback is attributed to a click that was never stored.
         self.remember(&ops);
-        let n = ops.len();
-        match self.durability {
-            Durability::Commit => {
-                let (done, wait) = oneshot::channel();
-                self.queue
-                    .send(Job {
-                        ops,
-                        done: Some(done),
-                    })
-                    .await
-                    .map_err(|_| StoreError::WriterGone)?;
-                wait.await.map_err(|_| StoreError::WriterGone)?
-            }
-            Durability::Async => {
-                // Postbacks always wait: their answer depends on the dedup outcome, and a
-                // network must never get 200 for a conversion that is not on disk.
-                if ops
-                    .iter()
-                    .any(|op| matches!(op, WriteOp::Postback(_) | WriteOp::ReplayDead { .. }))
-                {
-                    let (done, wait) = oneshot::channel();
-                    self.queue
-                        .send(Job {
-                            ops,
-                            done: Some(done),
-                        })
-                        .await
-                        .map_err(|_| StoreError::WriterGone)?;
-                    return wait.await.map_err(|_| StoreError::WriterGone)?;
-                }
-                self.queue
-                    .send(Job { ops, done: None })
-                    .await
-                    .map_err(|_| StoreError::WriterGone)?;
-                Ok(vec![WriteResult::Done; n])
+        let touched: Vec<ClickId> = ops
+            .iter()
+            .filter_map(|op| match op {
+                WriteOp::Click(c) => Some(c.click_id),
+                WriteOp::Outbound(o) => Some(o.click_id),
+                _ => None,
+            })
+            .collect();
+        let result = self.write_remembered(ops).await;
+        if result.is_err() {
+            let mut recent = self.recent.lock();
+            for id in &touched {
+                recent.pop(id);
             }
         }
+        result
     }
 
     async fn click(&self, id: &ClickId) -> Result<Option<StoredClick>, StoreError> {

@@ -67,7 +67,7 @@ pub(super) fn click_count(conn: &Connection) -> rusqlite::Result<u64> {
 
 const OUTBOX_COLUMNS: &str =
     "id, conversion_id, source_id, kind, url, state, attempts, next_attempt_ms, created_ms,
-    last_status, last_error, delivered_ms, click_id";
+    last_status, last_error, delivered_ms, click_id, replayed_ms";
 
 fn outbox_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
     Ok(OutboxRow {
@@ -84,6 +84,7 @@ fn outbox_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
         last_error: r.get(10)?,
         delivered_ms: r.get::<_, Option<i64>>(11)?.map(|t| t as u64),
         click_id: r.get(12)?,
+        replayed_ms: r.get::<_, Option<i64>>(13)?.map(|t| t as u64),
     })
 }
 

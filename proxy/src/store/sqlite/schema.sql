@@ -101,7 +101,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_ms      INTEGER NOT NULL,
     last_status     INTEGER,
     last_error      TEXT,
-    delivered_ms    INTEGER
+    delivered_ms    INTEGER,
+    replayed_ms     INTEGER                -- last requeued from the dead letters: max_age counts from here
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_ms);
 
