@@ -320,4 +320,50 @@ mod tests {
         assert!(a < b);
         assert!(a.to_string() < b.to_string());
     }
+
+    #[test]
+    fn the_future_skew_and_the_window_are_exact_bounds() {
+        let c = codec();
+        // Five minutes ahead is another node's clock; a millisecond more is refused.
+        let skew = 5 * 60 * 1000;
+        let ahead = c.mint(NOW + skew, [9; 6]).to_hex();
+        assert!(c.verify(&ahead, NOW, DAY).is_ok());
+        let too_far = c.mint(NOW + skew + 1, [9; 6]).to_hex();
+        assert_eq!(
+            c.verify(&too_far, NOW, DAY),
+            Err(ClickIdError::FromTheFuture)
+        );
+        // An ID exactly as old as the window still counts; one millisecond older not.
+        let edge = c.mint(NOW - DAY, [9; 6]).to_hex();
+        assert!(c.verify(&edge, NOW, DAY).is_ok());
+        let past = c.mint(NOW - DAY - 1, [9; 6]).to_hex();
+        assert_eq!(c.verify(&past, NOW, DAY), Err(ClickIdError::Expired));
+    }
+
+    #[test]
+    fn the_bytes_are_the_rendered_id_and_debug_never_shows_the_key() {
+        let c = codec();
+        let id = c.mint(NOW, [1, 2, 3, 4, 5, 6]);
+        let hex: String = id.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, id.to_hex());
+        assert_eq!(format!("{id:?}"), format!("ClickId({})", id.to_hex()));
+        let shown = format!("{c:?}");
+        assert_eq!(shown, "ClickIdCodec { key: <redacted> }");
+        assert!(!shown.contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn differences_in_two_mac_bytes_never_cancel_out() {
+        // The same bit flipped in two MAC bytes: a comparison that XOR-accumulated the
+        // byte differences would see them cancel and accept a forged ID.
+        let c = codec();
+        let mut hex = c.mint(NOW, [4; 6]).to_hex().into_bytes();
+        for at in [24, 26] {
+            // Bytes 12 and 13 (the MAC's first two) are hex digits 24-25 and 26-27.
+            let digit = (hex[at + 1] as char).to_digit(16).unwrap() ^ 1;
+            hex[at + 1] = char::from_digit(digit, 16).unwrap() as u8;
+        }
+        let forged = String::from_utf8(hex).unwrap();
+        assert_eq!(c.verify(&forged, NOW, DAY), Err(ClickIdError::BadMac));
+    }
 }
