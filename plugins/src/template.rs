@@ -664,6 +664,64 @@ pub fn render_url(
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_style_is_named_by_its_name_or_by_one_whole_example() {
+        assert_eq!(TokenStyle::from_name("{x}"), Some(TokenStyle::Brace));
+        assert_eq!(TokenStyle::from_name("#x#"), Some(TokenStyle::Hash));
+        // An example with anything around the token, or two tokens, names no style.
+        assert_eq!(TokenStyle::from_name("a{x}"), None);
+        assert_eq!(TokenStyle::from_name("{x}b"), None);
+        assert_eq!(TokenStyle::from_name("{x}{y}"), None);
+        assert_eq!(TokenStyle::Hash.to_string(), "#x#");
+        assert_eq!(TokenStyle::DollarBrace.to_string(), "${x}");
+    }
+
+    #[test]
+    fn token_names_are_bounded_and_never_empty() {
+        let longest = "a".repeat(MAX_TOKEN_NAME_LEN);
+        let text = format!("{{{longest}}}");
+        assert_eq!(
+            find_tokens(&text).len(),
+            1,
+            "a name of exactly the limit is a token"
+        );
+        let too_long = format!("{{{longest}b}}");
+        assert!(find_tokens(&too_long).is_empty(), "one byte more is not");
+        assert!(find_tokens("{}").is_empty(), "an empty name is not a token");
+        assert!(find_tokens("{12}").is_empty(), "a name needs a letter");
+    }
+
+    #[test]
+    fn segments_hold_no_empty_literals_and_names_come_in_order() {
+        let t = Template::parse("{a}{b}/x{a}", TokenStyle::Brace);
+        assert_eq!(
+            t.segments(),
+            [
+                Segment::Token("a".into()),
+                Segment::Token("b".into()),
+                Segment::Literal("/x".into()),
+                Segment::Token("a".into()),
+            ]
+        );
+        assert_eq!(t.token_names().collect::<Vec<_>>(), ["a", "b", "a"]);
+    }
+
+    #[test]
+    fn a_query_binding_needs_a_plain_key() {
+        let bindings = |url: &str| Template::parse(url, TokenStyle::Brace).query_bindings();
+        assert_eq!(
+            bindings("https://n.example/pb?cid={clickid}&p={payout}"),
+            [
+                ("cid".to_string(), "clickid".to_string()),
+                ("p".into(), "payout".into())
+            ]
+        );
+        // No key, or a "key" that is really part of the path, binds nothing.
+        assert!(bindings("https://n.example/pb?={clickid}").is_empty());
+        assert!(bindings("https://n.example/a b={clickid}").is_empty());
+        assert!(bindings("https://n.example/x/y={clickid}").is_empty());
+    }
+
     fn styles_and_names(text: &str) -> Vec<(TokenStyle, String)> {
         find_tokens(text)
             .into_iter()

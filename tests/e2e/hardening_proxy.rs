@@ -636,3 +636,94 @@ fn request_smuggling_shapes_never_reach_the_origin() {
         "a smuggled request reached the origin: {reached:?}"
     );
 }
+
+/// An origin that answers every request with `101 Switching Protocols` and then
+/// echoes the pings it receives (a WebSocket server, minus the framing).
+fn upgrading_origin() -> (SocketAddr, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let st = stop.clone();
+    std::thread::spawn(move || {
+        while !st.load(Ordering::Relaxed) {
+            let Ok((mut s, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            };
+            std::thread::spawn(move || {
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match s.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let _ = s.write_all(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+                );
+                // Echo pings; take anything else in silence (a client's message that
+                // needs no answer).
+                let mut buf = [0u8; 256];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    if buf[..n].starts_with(b"ping") && s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, stop)
+}
+
+#[test]
+fn an_upgraded_connection_is_not_timed_as_an_http_request() {
+    let (origin, stop) = upgrading_origin();
+    let inst = Instance::start_with_server(
+        &body(&[("lp", "/lp", format!("http://{origin}"), "")]),
+        "header_timeout = \"1s\"\nbody_timeout = \"1s\"",
+    );
+    let mut s = TcpStream::connect(inst.main).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(
+        b"GET /lp/socket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut byte).unwrap(),
+            1,
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // Messages without any blank line, with pauses longer than both deadlines between
+    // them: an HTTP/1 header deadline applied to the upgraded stream would cut it while
+    // it waits for the second one.
+    for message in [b"ping-1", b"ping-2"] {
+        // A message the server does not answer, then a pause past the deadlines.
+        s.write_all(b"note").unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        s.write_all(message).unwrap();
+        let mut echo = [0u8; 6];
+        s.read_exact(&mut echo)
+            .expect("the upgraded connection is still open");
+        assert_eq!(&echo, message);
+    }
+    stop.store(true, Ordering::Relaxed);
+}

@@ -67,6 +67,9 @@ pub struct GuardedStream {
     timer: Option<Pin<Box<Sleep>>>,
     /// The last byte scanned was a line feed (possibly followed by `\r`).
     after_newline: bool,
+    /// The connection was upgraded (a `101` went out): what follows is another
+    /// protocol (a WebSocket), whose bytes are never timed as HTTP requests.
+    upgraded: bool,
     stats: Arc<ConnectionStats>,
     _slot: OwnedSemaphorePermit,
 }
@@ -80,6 +83,8 @@ impl GuardedStream {
         slot: OwnedSemaphorePermit,
     ) -> Self {
         let deadline = Instant::now() + deadlines.header;
+        // HTTP/2 frames have no blank line to find: the deadlines are HTTP/1's.
+        let h2 = matches!(inner.selected_alpn_proto(), Some(ALPN::H2));
         stats.opened();
         GuardedStream {
             inner,
@@ -87,6 +92,7 @@ impl GuardedStream {
             phase: Phase::Header(deadline),
             timer: None,
             after_newline: false,
+            upgraded: h2,
             stats,
             _slot: slot,
         }
@@ -102,7 +108,7 @@ impl GuardedStream {
 
     /// Follow the request through the bytes just read.
     fn observe(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if bytes.is_empty() {
+        if bytes.is_empty() || self.upgraded {
             return Ok(());
         }
         let now = Instant::now();
@@ -123,6 +129,25 @@ impl GuardedStream {
             Phase::Body(_) | Phase::Responded => {}
         }
         Ok(())
+    }
+
+    /// A write is the response: it ends the request's deadlines. The first bytes of a
+    /// response are its status line, which tells two cases apart: an interim
+    /// `100 Continue` (the request body is still to come, under its deadline) and a
+    /// `101` (the connection now speaks another protocol: nothing more is timed).
+    fn on_write(&mut self, bytes: &[u8]) {
+        if self.phase == Phase::Responded || self.upgraded || bytes.is_empty() {
+            return;
+        }
+        let status = bytes.get(9..12);
+        match status {
+            Some(b"100") if bytes.starts_with(b"HTTP/1.") => {}
+            Some(b"101") if bytes.starts_with(b"HTTP/1.") => {
+                self.upgraded = true;
+                self.phase = Phase::Responded;
+            }
+            _ => self.phase = Phase::Responded,
+        }
     }
 
     /// Wake the task at `deadline`: the timer is made on first use and moved only
@@ -199,7 +224,7 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.phase = Phase::Responded;
+        self.on_write(buf);
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -208,7 +233,9 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.phase = Phase::Responded;
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            self.on_write(first);
+        }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
