@@ -301,15 +301,16 @@ fn origin_hop_by_hop_headers_never_reach_the_visitor() {
     }
 }
 
-/// A minimal HTTP/1.0 origin: answers every request with `body` as `text/html`, no
-/// Content-Length, and closes the connection to end the body.
-struct Http10Origin {
+/// A raw TCP origin for what the threaded test origin cannot speak (HTTP/1.0, an
+/// upgrade): each connection's request header is read, then `answer` has the
+/// connection. Stops accepting when dropped.
+struct RawOrigin {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
 }
 
-impl Http10Origin {
-    fn start(body: &'static str) -> Http10Origin {
+impl RawOrigin {
+    fn start(answer: fn(TcpStream)) -> RawOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -317,37 +318,43 @@ impl Http10Origin {
         let st = stop.clone();
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut s, _)) => {
-                        std::thread::spawn(move || {
-                            s.set_nonblocking(false).unwrap();
-                            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                            let mut head = Vec::new();
-                            let mut byte = [0u8; 1];
-                            while !head.ends_with(b"\r\n\r\n") {
-                                match s.read(&mut byte) {
-                                    Ok(1) => head.push(byte[0]),
-                                    _ => return,
-                                }
-                            }
-                            let _ = s.write_all(
-                                format!("HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n{body}")
-                                    .as_bytes(),
-                            );
-                        });
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                std::thread::spawn(move || {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match s.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
+                    answer(s);
+                });
             }
         });
-        Http10Origin { addr, stop }
+        RawOrigin { addr, stop }
     }
 }
 
-impl Drop for Http10Origin {
+impl Drop for RawOrigin {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// A minimal HTTP/1.0 origin: answers with `PAGE` as `text/html`, no Content-Length,
+/// and closes the connection to end the body.
+fn http10_origin() -> RawOrigin {
+    RawOrigin::start(|mut s| {
+        let _ = s.write_all(
+            format!("HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n{PAGE}").as_bytes(),
+        );
+    })
 }
 
 /// Send a raw request and read the whole answer until the server closes.
@@ -362,7 +369,7 @@ fn raw_exchange(addr: SocketAddr, request: &str) -> String {
 
 #[test]
 fn an_http10_origins_page_is_framed_for_each_visitor() {
-    let origin = Http10Origin::start(PAGE);
+    let origin = http10_origin();
     let upstream = format!("http://{}", origin.addr);
     let inst = Instance::start(&body(&[("lp", "/lp", upstream, "")]));
 
@@ -639,54 +646,30 @@ fn request_smuggling_shapes_never_reach_the_origin() {
 
 /// An origin that answers every request with `101 Switching Protocols` and then
 /// echoes the pings it receives (a WebSocket server, minus the framing).
-fn upgrading_origin() -> (SocketAddr, Arc<AtomicBool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let st = stop.clone();
-    std::thread::spawn(move || {
-        while !st.load(Ordering::Relaxed) {
-            let Ok((mut s, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(2));
-                continue;
-            };
-            std::thread::spawn(move || {
-                s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match s.read(&mut byte) {
-                        Ok(1) => head.push(byte[0]),
-                        _ => return,
-                    }
-                }
-                let _ = s.write_all(
-                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-                );
-                // Echo pings; take anything else in silence (a client's message that
-                // needs no answer).
-                let mut buf = [0u8; 256];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 {
-                        return;
-                    }
-                    if buf[..n].starts_with(b"ping") && s.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
+fn upgrading_origin() -> RawOrigin {
+    RawOrigin::start(|mut s| {
+        let _ = s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        );
+        // Echo pings; take anything else in silence (a client's message that needs no
+        // answer).
+        let mut buf = [0u8; 256];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                return;
+            }
+            if buf[..n].starts_with(b"ping") && s.write_all(&buf[..n]).is_err() {
+                return;
+            }
         }
-    });
-    (addr, stop)
+    })
 }
 
 #[test]
 fn an_upgraded_connection_is_not_timed_as_an_http_request() {
-    let (origin, stop) = upgrading_origin();
+    let origin = upgrading_origin();
     let inst = Instance::start_with_server(
-        &body(&[("lp", "/lp", format!("http://{origin}"), "")]),
+        &body(&[("lp", "/lp", format!("http://{}", origin.addr), "")]),
         "header_timeout = \"1s\"\nbody_timeout = \"1s\"",
     );
     let mut s = TcpStream::connect(inst.main).unwrap();
@@ -725,5 +708,4 @@ fn an_upgraded_connection_is_not_timed_as_an_http_request() {
             .expect("the upgraded connection is still open");
         assert_eq!(&echo, message);
     }
-    stop.store(true, Ordering::Relaxed);
 }
