@@ -394,8 +394,12 @@ impl ServeHttp for AdminApp {
                 let query = session.req_header().uri.query().unwrap_or("").to_string();
                 if method == "GET" && p == "/api/report" {
                     // Reports answer JSON or CSV, so they bypass the JSON-only `api`.
-                    let (status, ctype, body) =
-                        crate::report::http::respond(&self.tracker.config, &query).await;
+                    let (status, ctype, body) = crate::report::http::respond(
+                        &self.tracker.config,
+                        self.tracker.store.as_ref(),
+                        &query,
+                    )
+                    .await;
                     let outcome = if status.is_success() { "ok" } else { "error" };
                     let m = &self.tracker.metrics;
                     m.requests.with_label_values(&["admin_api", outcome]).inc();

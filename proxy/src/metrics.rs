@@ -35,6 +35,14 @@ pub struct Metrics {
     pub store_batch_ops: Histogram,
     /// Writes that failed to commit.
     pub store_errors: IntCounter,
+    /// Store operations refused because the database could not be reached (the
+    /// shared store's outage), each answered 503.
+    pub store_unavailable: IntCounter,
+    /// Clicks and outbound clicks written to the node's spool while the shared store
+    /// was unreachable.
+    pub store_spooled: IntCounter,
+    /// Writes waiting in the spool to be forwarded to the shared store.
+    pub store_spool_depth: prometheus::IntGauge,
     /// Times the WAL grew past `store.wal_max_bytes` and was checkpointed in full and
     /// started over.
     pub store_wal_restarts: IntCounter,
@@ -166,6 +174,30 @@ impl Metrics {
         registry
             .register(Box::new(store_errors.clone()))
             .expect("unique metric");
+        let store_unavailable = IntCounter::new(
+            "clickstamp_store_unavailable_total",
+            "Store operations refused because the database could not be reached (each request answered 503).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_unavailable.clone()))
+            .expect("unique metric");
+        let store_spooled = IntCounter::new(
+            "clickstamp_store_spooled_total",
+            "Clicks and outbound clicks spooled on this node while the shared store was unreachable.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_spooled.clone()))
+            .expect("unique metric");
+        let store_spool_depth = prometheus::IntGauge::new(
+            "clickstamp_store_spool_depth",
+            "Spooled writes waiting to be forwarded to the shared store.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_spool_depth.clone()))
+            .expect("unique metric");
         let postbacks = counter_vec(
             "clickstamp_postbacks_total",
             "Postbacks and pixel hits received, by outcome.",
@@ -286,6 +318,9 @@ impl Metrics {
             store_commit_seconds,
             store_batch_ops,
             store_errors,
+            store_unavailable,
+            store_spooled,
+            store_spool_depth,
             store_wal_restarts,
         }
     }

@@ -4,7 +4,6 @@ pub mod ops;
 
 use crate::config::{self, Config, LogFormat};
 use crate::metrics::Metrics;
-use crate::store::sqlite::SqliteStore;
 use crate::tracker::Tracker;
 use crate::{admin, service};
 use clap::{Parser, Subcommand};
@@ -284,8 +283,8 @@ fn serve(config: Config) -> ExitCode {
     init_logging(config.server.log_format);
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
-    let store = match SqliteStore::open(&config.store, metrics.clone()) {
-        Ok(s) => Arc::new(s),
+    let store = match crate::store::open(&config.store, metrics.clone()) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("clickstamp: {e}");
             return ExitCode::from(1);
@@ -366,6 +365,10 @@ fn serve(config: Config) -> ExitCode {
     server.add_service(main);
     server.add_service(admin);
     server.add_service(outbox);
-    tracing::info!(listen = %config.server.listen, admin = %config.server.admin_listen, store = %config.store.path.display(), "clickstamp serving");
+    let store_name = match &config.store.backend {
+        crate::config::StoreBackend::Sqlite => config.store.path.display().to_string(),
+        crate::config::StoreBackend::Postgres(_) => "postgres".to_string(),
+    };
+    tracing::info!(listen = %config.server.listen, admin = %config.server.admin_listen, store = %store_name, "clickstamp serving");
     server.run_forever()
 }

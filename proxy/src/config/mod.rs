@@ -259,6 +259,9 @@ pub enum SyncMode {
 /// `[store]`
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// `store.backend`: the embedded SQLite file (default) or a shared PostgreSQL.
+    pub backend: StoreBackend,
+    /// `store.path`: the SQLite file (the embedded backend only).
     pub path: PathBuf,
     pub durability: Durability,
     pub sync: SyncMode,
@@ -268,6 +271,50 @@ pub struct StoreConfig {
     /// full and started over (briefly holding writes), so it stays bounded under
     /// sustained load.
     pub wal_max_bytes: u64,
+}
+
+/// Which database holds the store.
+#[derive(Debug, Clone)]
+pub enum StoreBackend {
+    /// One SQLite file beside the process: one node.
+    Sqlite,
+    /// A PostgreSQL database any number of nodes share.
+    Postgres(PostgresConfig),
+}
+
+/// The `[store]` keys of `backend = "postgres"`.
+#[derive(Clone)]
+pub struct PostgresConfig {
+    /// `store.url` or the variable `store.url_env` names: a libpq URL
+    /// (`postgres://user:password@host:port/db?...`, several hosts allowed with
+    /// `target_session_attrs=read-write`). May hold a password: never logged.
+    pub url: String,
+    /// `store.pool_size`: connections this node keeps (reads and the writer).
+    pub pool_size: usize,
+    /// `store.statement_timeout`: the server cancels a statement running longer.
+    pub statement_timeout: Duration,
+    /// `store.connect_timeout`: how long a connection attempt may take before the
+    /// database counts as unreachable.
+    pub connect_timeout: Duration,
+    /// `store.outbox_lease`: how long an outbox entry handed to this node stays its
+    /// own; a node that dies mid-delivery gives its entries up when this runs out.
+    pub outbox_lease: Duration,
+    /// `store.spool_path`: the node's SQLite file for clicks taken while the database
+    /// is unreachable (forwarded once it answers again).
+    pub spool_path: PathBuf,
+}
+
+impl fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &"<redacted>")
+            .field("pool_size", &self.pool_size)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("outbox_lease", &self.outbox_lease)
+            .field("spool_path", &self.spool_path)
+            .finish()
+    }
 }
 
 /// `[secrets]`

@@ -100,7 +100,15 @@ pub struct RawServer {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
+    pub backend: Option<String>,
     pub path: Option<String>,
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub pool_size: Option<usize>,
+    pub statement_timeout: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub outbox_lease: Option<String>,
+    pub spool_path: Option<String>,
     pub durability: Option<String>,
     pub sync: Option<String>,
     pub batch_max: Option<usize>,

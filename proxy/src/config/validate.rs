@@ -47,7 +47,7 @@ pub fn validate(
 ) -> Result<Config, ConfigErrors> {
     let mut p = Problems(Vec::new());
     let server = server(&raw.server, &mut p);
-    let store = store(&raw.store, base_dir, &mut p);
+    let store = store(&raw.store, base_dir, env, &mut p);
     let secrets = secrets(&raw.secrets, env, &mut p);
     let networks = networks(&raw.networks, env, &mut p);
     let sources = sources(&raw.traffic_sources, &mut p);
@@ -417,8 +417,14 @@ fn server(raw: &RawServer, p: &mut Problems) -> ServerConfig {
     }
 }
 
-fn store(raw: &RawStore, base_dir: &Path, p: &mut Problems) -> StoreConfig {
+fn store(
+    raw: &RawStore,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> StoreConfig {
     let path = base_dir.join(raw.path.as_deref().unwrap_or(DEFAULT_STORE_PATH));
+    let backend = store_backend(raw, base_dir, env, p);
     let durability = match raw.durability.as_deref().unwrap_or("commit") {
         "commit" => Durability::Commit,
         "async" => Durability::Async,
@@ -460,12 +466,124 @@ fn store(raw: &RawStore, base_dir: &Path, p: &mut Problems) -> StoreConfig {
         );
     }
     StoreConfig {
+        backend,
         path,
         durability,
         sync,
         batch_max: batch_max.max(1),
         click_cache: raw.click_cache.unwrap_or(100_000),
         wal_max_bytes,
+    }
+}
+
+/// Upper bound of `store.pool_size`: PostgreSQL's own default `max_connections` is 100,
+/// shared by every node.
+const MAX_POOL_SIZE: usize = 256;
+
+fn store_backend(
+    raw: &RawStore,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> StoreBackend {
+    let postgres_keys = [
+        ("store.url", raw.url.is_some()),
+        ("store.url_env", raw.url_env.is_some()),
+        ("store.pool_size", raw.pool_size.is_some()),
+        ("store.statement_timeout", raw.statement_timeout.is_some()),
+        ("store.connect_timeout", raw.connect_timeout.is_some()),
+        ("store.outbox_lease", raw.outbox_lease.is_some()),
+        ("store.spool_path", raw.spool_path.is_some()),
+    ];
+    match raw.backend.as_deref().unwrap_or("sqlite") {
+        "sqlite" => {
+            for (key, set) in postgres_keys {
+                if set {
+                    p.add(
+                        key,
+                        "only the postgres backend reads it",
+                        "set store.backend = \"postgres\" or remove the key",
+                    );
+                }
+            }
+            StoreBackend::Sqlite
+        }
+        "postgres" => {
+            if raw.path.is_some() {
+                p.add(
+                    "store.path",
+                    "the postgres backend keeps no store file",
+                    "remove store.path, or use store.backend = \"sqlite\"",
+                );
+            }
+            let url = secret("store.url", &raw.url, "store.url_env", &raw.url_env, env, p);
+            if let Some(url) = &url {
+                // Parsed here so `check` names a bad URL; the message never repeats
+                // the URL itself (it may hold a password).
+                if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                    p.add(
+                        if raw.url.is_some() {
+                            "store.url"
+                        } else {
+                            "store.url_env"
+                        },
+                        format!("not a PostgreSQL connection URL ({e})"),
+                        "write postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+                    );
+                }
+            }
+            let pool_size = raw.pool_size.unwrap_or(16);
+            if !(2..=MAX_POOL_SIZE).contains(&pool_size) {
+                p.add(
+                    "store.pool_size",
+                    format!("{pool_size} connections"),
+                    format!(
+                        "use 2 to {MAX_POOL_SIZE} (one writer plus readers); 16 suits most nodes"
+                    ),
+                );
+            }
+            let statement_timeout = duration_field(
+                "store.statement_timeout",
+                &raw.statement_timeout,
+                Duration::from_secs(10),
+                p,
+            );
+            let connect_timeout = duration_field(
+                "store.connect_timeout",
+                &raw.connect_timeout,
+                Duration::from_secs(3),
+                p,
+            );
+            let outbox_lease = duration_field(
+                "store.outbox_lease",
+                &raw.outbox_lease,
+                Duration::from_secs(120),
+                p,
+            );
+            if outbox_lease < Duration::from_secs(1) {
+                p.add(
+                    "store.outbox_lease",
+                    format!("{outbox_lease:?}"),
+                    "use at least \"1s\", and more than a relay may take (outbox.timeout)",
+                );
+            }
+            StoreBackend::Postgres(PostgresConfig {
+                url: url.unwrap_or_default(),
+                pool_size: pool_size.clamp(2, MAX_POOL_SIZE),
+                statement_timeout,
+                connect_timeout,
+                outbox_lease,
+                spool_path: base_dir.join(raw.spool_path.as_deref().unwrap_or("data/spool.sqlite")),
+            })
+        }
+        other => {
+            p.add(
+                "store.backend",
+                format!("unknown backend {other:?}"),
+                "use \"sqlite\" (one node, no setup) or \"postgres\" (many nodes, one database)",
+            );
+            StoreBackend::Sqlite
+        }
     }
 }
 

@@ -2,8 +2,9 @@
 //! caller). Parameters are those of [`ReportParams::from_query`]. Reports queue behind
 //! each other (one runs at a time) so they cannot take the machine from the click path.
 
-use super::{generate, open_read_only, render, Catalog, ReportError, ReportParams};
+use super::{render, Catalog, ReportError, ReportParams};
 use crate::config::Config;
+use crate::store::Store;
 use http::StatusCode;
 use serde_json::json;
 use std::sync::OnceLock;
@@ -18,23 +19,21 @@ fn one_at_a_time() -> &'static Semaphore {
 
 /// Answer a report request: status, content type, body. Errors are JSON with an
 /// `error` code and a `message` naming the fix.
-pub async fn respond(config: &Config, query: &str) -> (StatusCode, &'static str, Vec<u8>) {
+pub async fn respond(
+    config: &Config,
+    store: &dyn Store,
+    query: &str,
+) -> (StatusCode, &'static str, Vec<u8>) {
     let result = match ReportParams::from_query(query) {
         Err(e) => Err(ReportError::from(e)),
         Ok(params) => {
-            let path = config.store.path.clone();
             let catalog = Catalog::from_config(config);
             // The semaphore is never closed, so acquiring cannot fail.
-            let permit = one_at_a_time().acquire().await;
-            // SQLite calls block: keep them off the async workers.
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                let conn = open_read_only(&path)?;
-                let report = generate(&conn, &catalog, &params)?;
-                Ok::<_, ReportError>(render::render(&report, params.format))
-            })
-            .await
-            .unwrap_or_else(|e| Err(ReportError::Task(e.to_string())))
+            let _permit = one_at_a_time().acquire().await;
+            match store.report(&catalog, &params).await {
+                Ok(report) => Ok(render::render(&report, params.format)),
+                Err(e) => Err(ReportError::from(e)),
+            }
         }
     };
     match result {

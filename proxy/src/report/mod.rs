@@ -43,21 +43,19 @@
 //!
 //! # Cost to the tracker
 //!
-//! Reports read through their own read-only connection (WAL readers never block the
-//! writer), on a blocking thread, inside one read transaction. They add no index: see
-//! [`query`] for why none is needed.
+//! Each store reads a report from one consistent snapshot, off the click path (the
+//! embedded store through its own read-only connection on a blocking thread, the
+//! shared store through its pool), and adds no index for it; [`aggregate`] turns the
+//! rows into figures the same way for every store.
 
+pub mod aggregate;
 pub mod cli;
 pub mod http;
 pub mod params;
-pub mod query;
 pub mod render;
 
 use crate::config::Config;
 pub use params::{Dimension, Format, ParamError, ReportParams};
-use rusqlite::{Connection, OpenFlags};
-use std::path::Path;
-use std::time::Duration;
 
 /// The additive figures of one row; everything else is derived from them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -182,46 +180,9 @@ pub enum ReportError {
     /// The request itself is wrong (a 400).
     #[error(transparent)]
     Params(#[from] ParamError),
-    /// The store file cannot be opened for reading.
-    #[error("cannot open the store {path} read-only: {reason}")]
-    Open { path: String, reason: String },
-    /// The query failed.
-    #[error("report query failed: {0}")]
-    Query(#[from] rusqlite::Error),
-    /// The blocking task running the query died.
-    #[error("report task failed: {0}")]
-    Task(String),
-}
-
-/// Open the store at `path` read-only, for reports. Separate from the tracker's
-/// connections so a long report never holds a lock the click path waits on.
-pub fn open_read_only(path: &Path) -> Result<Connection, ReportError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| ReportError::Open {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    // Read pages through a memory map rather than a copy per page read.
-    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
-    Ok(conn)
-}
-
-/// Produce the report `params` asks for from the store behind `conn`.
-pub fn generate(
-    conn: &Connection,
-    catalog: &Catalog,
-    params: &ReportParams,
-) -> Result<Report, ReportError> {
-    let (rows, totals) = query::run(conn, catalog, params)?;
-    Ok(Report {
-        params: params.clone(),
-        rows,
-        totals,
-    })
+    /// The store could not produce it.
+    #[error("report failed: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! Money is written from integer cents, so `12.30` is never `12.299999`. CSV has a
 //! header line and no totals line (it is meant to be imported); JSON has `totals`.
 
+use super::aggregate::COUNTED_STATUSES;
 use super::params::{format_offset, Format};
-use super::query::COUNTED_STATUSES;
 use super::{Figures, Report};
 use serde_json::{json, Map, Value};
 

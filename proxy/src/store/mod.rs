@@ -1,13 +1,33 @@
-//! Durable storage for clicks and outbound clicks.
+//! Durable storage for clicks, conversions, the postback journal and the outbox.
 //!
 //! The [`Store`] trait is the seam: the embedded [`sqlite::SqliteStore`] is the default,
-//! and a shared engine serving many proxy nodes can implement the same trait later.
-//! See `LIFECYCLE.md` beside this file for how a write travels from a request to disk.
+//! and [`postgres::PgStore`] lets many proxy nodes share one PostgreSQL database.
+//! See `LIFECYCLE.md` beside this file for how a write travels from a request to disk,
+//! and what changes when several nodes write at once.
 
+pub mod decide;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use clickstamp_plugins::ClickId;
+use std::sync::Arc;
+
+/// Open the store `config` names: the embedded file, or the shared database (migrated
+/// on the way).
+pub fn open(
+    config: &crate::config::StoreConfig,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match &config.backend {
+        crate::config::StoreBackend::Sqlite => {
+            Arc::new(sqlite::SqliteStore::open(config, metrics)?)
+        }
+        crate::config::StoreBackend::Postgres(pg) => {
+            Arc::new(postgres::PgStore::open(config, pg, metrics)?)
+        }
+    })
+}
 
 /// A landing or direct-link click as recorded.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,26 +117,29 @@ pub const MAX_OUTBOUND_OFFERS: usize = 32;
 /// that hit it is answered 503 so the client retries.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    #[error("sqlite: {0}")]
-    Sqlite(String),
+    /// The database answered with an error.
+    #[error("store: {0}")]
+    Backend(String),
+    /// The database cannot be reached (refused, timed out, connection lost): nothing
+    /// was written, and the same write may succeed once it is back.
+    #[error("the store is unreachable: {0}")]
+    Unavailable(String),
     #[error("the store's writer has stopped")]
     WriterGone,
     #[error("cannot open the store at {path}: {reason}")]
     Open { path: String, reason: String },
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Sqlite(e.to_string())
-    }
+    /// The database was migrated by a newer clickstamp; this one must not write to it.
+    #[error("the database schema is at version {found}, newer than this binary's {supported}: upgrade clickstamp on this node (or point it at another database)")]
+    SchemaTooNew { found: i32, supported: i32 },
 }
 
 /// Durable storage of clicks, conversions, the postback journal and the outbox.
 ///
 /// `write` returns once the writes are durable to the degree the config asks
 /// (`store.durability`): with `commit`, a crash of the process after `write` returned
-/// never loses them. Writes are applied by a single writer, in order, so check-then-act
-/// logic inside one operation (dedup, status transitions) never races.
+/// never loses them. Check-then-act logic inside one operation (dedup, status
+/// transitions) never races: the embedded store applies every write on one thread;
+/// the shared store takes a database lock per click and event before it looks.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Persist `ops` atomically (all or none); one result per op, in order.
@@ -128,7 +151,9 @@ pub trait Store: Send + Sync {
     /// Number of rows in `clicks` (for health checks and tests).
     async fn click_count(&self) -> Result<u64, StoreError>;
 
-    /// Pending outbox entries due at `now_ms`, oldest first, skipping `in_flight`.
+    /// Pending outbox entries due at `now_ms`, oldest first, skipping `in_flight`, each
+    /// claimed for this node: no other node is handed an entry until this node records
+    /// its delivery or its claim expires (the shared store's lease).
     async fn due_outbox(
         &self,
         now_ms: u64,
@@ -157,6 +182,13 @@ pub trait Store: Send + Sync {
     /// Conversions of a click, oldest first.
     async fn conversions_for_click(&self, click_id: &str)
         -> Result<Vec<ConversionRow>, StoreError>;
+
+    /// The profit report `params` asks for, read from one consistent snapshot.
+    async fn report(
+        &self,
+        catalog: &crate::report::Catalog,
+        params: &crate::report::ReportParams,
+    ) -> Result<crate::report::Report, StoreError>;
 }
 
 /// The raw inbound request as journalled: everything needed to replay it.

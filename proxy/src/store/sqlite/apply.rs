@@ -2,11 +2,11 @@
 //! code, so every check-then-act here (dedup, status transitions, the pixel/S2S merge)
 //! is free of races by construction.
 
+use crate::store::decide::{pick_twin, relays_new, twin_origin, Action, Existing};
 use crate::store::{
     ClickRecord, ConversionCandidate, DeliveryResult, OutboundRecord, PostbackCommit,
     PostbackOutcome, PostbackWrite, Verdict,
 };
-use clickstamp_plugins::dedup::{dedup_key, may_be_same_conversion, normalize_txid};
 use rusqlite::{params, OptionalExtension, Transaction};
 
 pub(super) fn insert_click(tx: &Transaction<'_>, c: &ClickRecord) -> rusqlite::Result<()> {
@@ -61,57 +61,6 @@ fn next_seq() -> i64 {
     seq.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Status precedence: a postback may move a conversion forward, never back to pending,
-/// and nothing moves a chargeback (it is final).
-fn transition_allowed(from: &str, to: &str) -> bool {
-    from != to && from != "chargeback" && to != "pending"
-}
-
-struct Existing {
-    id: i64,
-    status: String,
-    origin: String,
-    /// The stored txid: after a merge, the txid either side brought (S2S first).
-    txid: Option<String>,
-}
-
-/// The txid that is part of the candidate's identity: its own, unless its offer counts
-/// one conversion per click and event (`multiple_conversions = false`), in which case
-/// its dedup key was computed without it and any txid may be its twin's.
-fn keyed_txid(c: &ConversionCandidate) -> Option<&str> {
-    let txid = normalize_txid(c.txid.as_deref())?;
-    (dedup_key(&c.click_id, &c.event, Some(txid)) == c.dedup_key).then_some(txid)
-}
-
-/// Among conversions of the other origin (oldest first), the one the candidate merges
-/// with under [`may_be_same_conversion`]: one with the very same txid (or, for a
-/// candidate without one, one without one too) if there is one, so each order finds its
-/// own twin; else the oldest that may be it.
-fn pick_twin(
-    rows: impl Iterator<Item = rusqlite::Result<Existing>>,
-    c: &ConversionCandidate,
-) -> rusqlite::Result<Option<Existing>> {
-    let txid = keyed_txid(c);
-    let mut first_possible = None;
-    for row in rows {
-        let row = row?;
-        let row_txid = normalize_txid(row.txid.as_deref());
-        let possible = if c.origin == "pixel" {
-            may_be_same_conversion(txid, row_txid)
-        } else {
-            may_be_same_conversion(row_txid, txid)
-        };
-        if !possible {
-            continue;
-        }
-        if row_txid == txid {
-            return Ok(Some(row));
-        }
-        first_possible.get_or_insert(row);
-    }
-    Ok(first_possible)
-}
-
 fn find_existing(
     tx: &Transaction<'_>,
     c: &ConversionCandidate,
@@ -146,12 +95,11 @@ fn find_existing(
     if own.is_some() {
         return Ok(own);
     }
-    let twin_origin = if c.origin == "s2s" { "pixel" } else { "s2s" };
     let mut stmt = tx.prepare_cached(
         "SELECT id, status, origin, txid FROM conversions
          WHERE click_id = ?1 AND event = ?2 AND origin = ?3 ORDER BY id",
     )?;
-    let rows = stmt.query_map(params![c.click_id, c.event, twin_origin], row)?;
+    let rows = stmt.query_map(params![c.click_id, c.event, twin_origin(c)], row)?;
     pick_twin(rows, c)
 }
 
@@ -230,14 +178,6 @@ fn enqueue(
     Ok(())
 }
 
-/// What a converted postback does to the conversions table.
-enum Action {
-    New,
-    UpgradePixel(Existing),
-    Transition(Existing),
-    Duplicate(Existing),
-}
-
 /// Dedup and apply a postback, and journal it — all in the caller's transaction, so
 /// the raw request is on disk exactly when its effects are, and a postback is never
 /// acknowledged without both.
@@ -259,14 +199,7 @@ pub(super) fn apply_postback(
         }
         Verdict::Convert(c) => c,
     };
-    let action = match find_existing(tx, c)? {
-        None => Action::New,
-        Some(e) if c.origin == "s2s" && e.origin == "pixel" => Action::UpgradePixel(e),
-        Some(e) if c.origin == "s2s" && transition_allowed(&e.status, c.status) => {
-            Action::Transition(e)
-        }
-        Some(e) => Action::Duplicate(e),
-    };
+    let action = Action::decide(c, find_existing(tx, c)?);
     let (outcome, conversion_id, status) = match &action {
         Action::New => {
             tx.prepare_cached(
@@ -301,12 +234,7 @@ pub(super) fn apply_postback(
             (PostbackOutcome::StatusChanged, e.id, c.status.to_string())
         }
         Action::Duplicate(e) => {
-            // A pixel order meeting an S2S twin that has no txid gives it its txid: the
-            // twin is now that order's, and another order's pixel is a conversion of its
-            // own (as it would be had the pixels come first).
-            let claimed_txid = (c.origin == "pixel" && e.origin == "s2s")
-                .then(|| keyed_txid(c))
-                .flatten();
+            let claimed_txid = Action::claimed_txid(c, e);
             tx.prepare_cached(
                 "UPDATE conversions SET duplicates = duplicates + 1, txid = COALESCE(txid, ?2) WHERE id = ?1",
             )?
@@ -330,8 +258,7 @@ pub(super) fn apply_postback(
     }
     let relayed = match &action {
         Action::New => match &c.relay_url {
-            // A conversion that starts out rejected is never announced to the source.
-            Some(url) if c.status != "rejected" && c.status != "chargeback" => {
+            Some(url) if relays_new(c) => {
                 enqueue(tx, conversion_id, c, url, "conversion", now)?;
                 true
             }
@@ -423,20 +350,4 @@ pub(super) fn replay_dead(
             .execute(params![now as i64])?,
     };
     Ok(n as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::transition_allowed;
-
-    #[test]
-    fn transitions() {
-        assert!(transition_allowed("pending", "approved"));
-        assert!(transition_allowed("approved", "chargeback"));
-        assert!(transition_allowed("approved", "rejected"));
-        assert!(transition_allowed("rejected", "approved"));
-        assert!(!transition_allowed("approved", "approved"));
-        assert!(!transition_allowed("approved", "pending"));
-        assert!(!transition_allowed("chargeback", "approved"));
-    }
 }

@@ -3,6 +3,7 @@
 mod apply;
 mod migrate;
 mod read;
+pub(crate) mod report;
 
 use super::{ConversionRow, JournalFilter, JournalRow, OutboxCounts, OutboxRow};
 use super::{Store, StoreError, StoredClick, WriteOp, WriteResult};
@@ -37,8 +38,33 @@ struct Job {
     done: Option<Reply>,
 }
 
+/// The report `params` asks for, read from the store file at `path` through a fresh
+/// read-only connection, as a running store's [`Store::report`] reads it (blocking: for
+/// benchmarks and tools, not async code).
+pub fn report_file(
+    path: &Path,
+    catalog: &crate::report::Catalog,
+    params: &crate::report::ReportParams,
+) -> Result<crate::report::Report, StoreError> {
+    let conn = report::open_read_only(path)?;
+    let (rows, totals) = report::run(&conn, catalog, params)?;
+    Ok(crate::report::Report {
+        params: params.clone(),
+        rows,
+        totals,
+    })
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
+    /// The database file, for reports (each opens its own read-only connection).
+    path: std::path::PathBuf,
     queue: mpsc::Sender<Job>,
     durability: Durability,
     /// Reads on the request path (click lookups): never shares a lock with listings.
@@ -86,6 +112,7 @@ impl SqliteStore {
             .map_err(|e| open_err(e.to_string()))?;
         let cache = NonZeroUsize::new(config.click_cache.max(1)).expect("max(1) is non-zero");
         Ok(SqliteStore {
+            path: path.clone(),
             queue: tx,
             durability: config.durability,
             reader: Mutex::new(reader),
@@ -459,5 +486,18 @@ impl Store for SqliteStore {
             &self.admin_reader.lock(),
             click_id,
         )?)
+    }
+
+    async fn report(
+        &self,
+        catalog: &crate::report::Catalog,
+        params: &crate::report::ReportParams,
+    ) -> Result<crate::report::Report, StoreError> {
+        let path = self.path.clone();
+        let (catalog, params) = (catalog.clone(), params.clone());
+        // SQLite calls block: keep them off the async workers.
+        tokio::task::spawn_blocking(move || report_file(&path, &catalog, &params))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Backend(format!("report task failed: {e}"))))
     }
 }
