@@ -367,6 +367,18 @@ impl ServeHttp for AdminApp {
                     "text/plain; charset=utf-8",
                     b"ok\n".to_vec(),
                 ),
+                // The node still serves landing pages and /go (their clicks spool), so
+                // a load balancer should keep it; postbacks are answered 503 wherever
+                // they land. The body and the metrics say what is wrong.
+                Err(crate::store::StoreError::Unavailable(e))
+                    if self.tracker.store.spools_clicks() =>
+                {
+                    reply(
+                        StatusCode::OK,
+                        "text/plain; charset=utf-8",
+                        format!("degraded: the store is unreachable ({e}); clicks are spooled on this node, postbacks answered 503\n").into_bytes(),
+                    )
+                }
                 Err(e) => reply(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain; charset=utf-8",

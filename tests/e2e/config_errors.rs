@@ -291,6 +291,22 @@ fn rules() -> Vec<Rule> {
         rule("store.sync", "unknown sync mode").store("sync = \"sometimes\""),
         rule("store.batch_max", "a batch of 0 writes").store("batch_max = 0"),
         rule("store.wal_max_bytes", "10 bytes").store("wal_max_bytes = 10"),
+        rule("store.backend", "unknown backend").store("backend = \"mysql\""),
+        rule("store.url", "only the postgres backend reads it")
+            .store("url = \"postgres://u@127.0.0.1/db\""),
+        rule("store.path", "keeps no store file")
+            .store("backend = \"postgres\"\nurl = \"postgres://u@127.0.0.1/db\"\npath = \"x.sqlite\""),
+        rule("store.url", "missing secret").store("backend = \"postgres\""),
+        rule("store.url_env", "environment variable CS_E2E_NO_DB_URL is not set")
+            .store("backend = \"postgres\"\nurl_env = \"CS_E2E_NO_DB_URL\""),
+        rule("store.url", "not a PostgreSQL connection URL")
+            .store("backend = \"postgres\"\nurl = \"postgres://u@127.0.0.1:notaport/db\""),
+        rule("store.pool_size", "1 connections")
+            .store("backend = \"postgres\"\nurl = \"postgres://u@127.0.0.1/db\"\npool_size = 1"),
+        rule("store.statement_timeout", "is not a duration")
+            .store("backend = \"postgres\"\nurl = \"postgres://u@127.0.0.1/db\"\nstatement_timeout = \"forever\""),
+        rule("store.outbox_lease", "use at least")
+            .store("backend = \"postgres\"\nurl = \"postgres://u@127.0.0.1/db\"\noutbox_lease = \"100ms\""),
         // [secrets]
         rule("secrets.click_id_key", "bytes long")
             .secrets("click_id_key = \"short\"\nadmin_token = \"0123456789abcdef0123\""),

@@ -110,14 +110,13 @@ fn beacon(inst: &Instance, json: &str) -> clickstamp_e2e::Response {
 }
 
 fn conversions(inst: &Instance, cid: &str) -> Vec<(String, f64, String)> {
-    let db = inst.db();
-    let mut stmt = db
-        .prepare("SELECT origin, payout, status FROM conversions WHERE click_id = ?1")
-        .unwrap();
-    stmt.query_map([cid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    inst.rows(
+        "SELECT origin, payout, status FROM conversions WHERE click_id = $1",
+        &[&cid],
+    )
+    .iter()
+    .map(|row| (row.get_string(0), row.get_f64(1), row.get_string(2)))
+    .collect()
 }
 
 #[test]
@@ -315,16 +314,13 @@ fn hit_from(inst: &Instance, ip: &str, cid: &str, event: &str) -> clickstamp_e2e
 }
 
 fn pixel_conversion_events(inst: &Instance, cid: &str) -> Vec<String> {
-    let db = inst.db();
-    let mut stmt = db
-        .prepare(
-            "SELECT event FROM conversions WHERE click_id = ?1 AND origin = 'pixel' ORDER BY event",
-        )
-        .unwrap();
-    stmt.query_map([cid], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    inst.rows(
+        "SELECT event FROM conversions WHERE click_id = $1 AND origin = 'pixel' ORDER BY event",
+        &[&cid],
+    )
+    .iter()
+    .map(|row| row.get_string(0))
+    .collect()
 }
 
 #[test]

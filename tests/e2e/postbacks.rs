@@ -5,7 +5,7 @@ use clickstamp_e2e::instance::{workspace_root, CLICK_ID_KEY};
 use clickstamp_e2e::{request, FakeSource, Instance, Mode};
 use clickstamp_plugins::query::{first_value, parse_query};
 use clickstamp_plugins::ClickIdCodec;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -77,9 +77,7 @@ fn count_for(received: &[String], needle: &str) -> usize {
 }
 
 fn conversions(inst: &Instance) -> i64 {
-    inst.db()
-        .query_row("SELECT count(*) FROM conversions", [], |r| r.get(0))
-        .unwrap()
+    inst.count("SELECT count(*) FROM conversions", &[])
 }
 
 #[test]
@@ -109,16 +107,16 @@ fn click_to_postback_to_exactly_one_relay_with_the_sources_own_click_id() {
         crate::pixel::expected_event_id(&cid, "conversion", Some("T1"))
     );
     // The conversion, its offer default currency, and the delivered outbox entry.
-    let (payout, currency, status): (f64, String, String) = inst
-        .db()
-        .query_row(
-            "SELECT payout, currency, status FROM conversions WHERE click_id = ?1",
-            [&cid],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
+    let conversion = inst.row(
+        "SELECT payout, currency, status FROM conversions WHERE click_id = $1",
+        &[&cid],
+    );
     assert_eq!(
-        (payout, currency.as_str(), status.as_str()),
+        (
+            conversion.get_f64(0),
+            conversion.get_str(1),
+            conversion.get_str(2)
+        ),
         (2.5, "USD", "approved")
     );
     let outbox = inst.admin_get("/api/outbox?state=delivered").json();
@@ -177,14 +175,12 @@ fn duplicates_are_answered_200_counted_once_and_relayed_once() {
         );
         assert_eq!(r.json()["status"], expected, "event {event}");
     }
-    let stored: String = inst
-        .db()
-        .query_row(
-            "SELECT event FROM conversions WHERE click_id = ?1",
-            [&cid4],
-            |r| r.get(0),
+    let stored = inst
+        .row(
+            "SELECT event FROM conversions WHERE click_id = $1",
+            &[&cid4],
         )
-        .unwrap();
+        .get_string(0);
     assert_eq!(stored, "sale");
     // The same postback 50 times at once.
     let cid3 = click(&inst, "SRC-D3");
@@ -230,14 +226,10 @@ fn duplicates_are_answered_200_counted_once_and_relayed_once() {
     let got = source.received();
     assert_eq!(got.len(), 5, "exactly one relay per conversion: {got:?}");
     assert_eq!(count_for(&got, "clickid=SRC-D3"), 1);
-    let dups: i64 = inst
-        .db()
-        .query_row(
-            "SELECT duplicates FROM conversions WHERE click_id = ?1",
-            [&cid3],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let dups = inst.count(
+        "SELECT duplicates FROM conversions WHERE click_id = $1",
+        &[&cid3],
+    );
     assert_eq!(dups, 49);
     assert_eq!(
         inst.metric("clickstamp_postbacks_total{network=\"cake\",outcome=\"duplicate\"}"),
@@ -291,16 +283,11 @@ fn approved_then_chargeback_is_one_status_change_relayed_once_with_history() {
     let mut sorted = statuses.clone();
     sorted.sort();
     assert_eq!(sorted, vec!["approved", "chargeback", "pending"], "{got:?}");
-    let history: Vec<String> = {
-        let db = inst.db();
-        let mut stmt = db
-            .prepare("SELECT status FROM conversion_history ORDER BY id")
-            .unwrap();
-        stmt.query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let history: Vec<String> = inst
+        .rows("SELECT status FROM conversion_history ORDER BY id", &[])
+        .iter()
+        .map(|row| row.get_string(0))
+        .collect();
     assert_eq!(history, vec!["pending", "approved", "chargeback"]);
     assert_eq!(conversions(&inst), 1);
 }
@@ -662,7 +649,13 @@ fn a_postback_rejected_under_an_old_secret_replays_after_the_fix() {
 fn kill_9_under_postback_load_loses_no_acknowledged_conversion_and_relays_resume() {
     let source = FakeSource::start();
     source.set_mode(Mode::ServerError); // keep relays pending across the crash
-    let mut inst = Instance::start(&body(&source, "max_attempts = 1000"));
+                                        // On PostgreSQL the relays the killed process had claimed wait out its lease
+                                        // (2 minutes by default) before the restarted one may take them: a short one lets
+                                        // them resume within the wait below. SQLite has no leases (the key is dropped).
+    let mut inst = Instance::start_with(
+        &body(&source, "max_attempts = 1000"),
+        "outbox_lease = \"2s\"",
+    );
     let clicks: Vec<String> = (0..8).map(|i| click(&inst, &format!("K{i}"))).collect();
     let main = inst.main;
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -702,26 +695,21 @@ fn kill_9_under_postback_load_loses_no_acknowledged_conversion_and_relays_resume
     );
     inst.restart();
     {
-        let db = inst.db();
-        let mut stmt = db
-            .prepare("SELECT 1 FROM conversions WHERE txid = ?1")
-            .unwrap();
-        let missing: Vec<&String> = acked
+        // One read of every stored txid rather than a query per acknowledged one.
+        let stored: HashSet<String> = inst
+            .rows("SELECT txid FROM conversions WHERE txid IS NOT NULL", &[])
             .iter()
-            .filter(|t| !stmt.exists([t.as_str()]).unwrap())
+            .map(|row| row.get_string(0))
             .collect();
+        let missing: Vec<&String> = acked.iter().filter(|t| !stored.contains(*t)).collect();
         assert!(
             missing.is_empty(),
             "{} of {} acknowledged conversions lost",
             missing.len(),
             acked.len()
         );
-        let outbox: i64 = db
-            .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
-            .unwrap();
-        let conv: i64 = db
-            .query_row("SELECT count(*) FROM conversions", [], |r| r.get(0))
-            .unwrap();
+        let outbox = inst.count("SELECT count(*) FROM outbox", &[]);
+        let conv = inst.count("SELECT count(*) FROM conversions", &[]);
         assert_eq!(
             outbox, conv,
             "every conversion has its relay, and no relay lacks its conversion"
@@ -729,10 +717,7 @@ fn kill_9_under_postback_load_loses_no_acknowledged_conversion_and_relays_resume
     }
     // The source recovers: every relay written before the crash is delivered.
     source.set_mode(Mode::Ok);
-    let total: usize = inst
-        .db()
-        .query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))
-        .unwrap() as usize;
+    let total = inst.count("SELECT count(*) FROM outbox", &[]) as usize;
     for _ in 0..600 {
         if inst_delivered(&inst) == total {
             break;

@@ -1,11 +1,12 @@
 //! Boot the real binary.
 
 use crate::http::{get, Response};
+use crate::store::{Row, SqlParam, StoreTarget};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The click-ID key every test instance uses, so tests can mint IDs of their own.
@@ -159,7 +160,9 @@ direct_linking = true
 
 /// Write a whole config to `path`: `[server]` on `main` and `admin` (plus
 /// `server_extra` lines), `[store]` in `data/` beside the file (plus `store_extra`),
-/// `[secrets]`, then `body`.
+/// `[secrets]`, then `body`. Always SQLite: [`write_config_for`] writes the `[store]`
+/// of a given target (e.g. [`StoreTarget::for_backend`]). `store_extra` lines with a
+/// PostgreSQL-only key are left out (see [`StoreTarget::section`]).
 pub fn write_config(
     path: &Path,
     main: SocketAddr,
@@ -168,9 +171,32 @@ pub fn write_config(
     store_extra: &str,
     body: &str,
 ) {
+    write_config_for(
+        &StoreTarget::SqliteFile,
+        path,
+        main,
+        admin,
+        server_extra,
+        store_extra,
+        body,
+    );
+}
+
+/// Like [`write_config`], with the `[store]` section for `store`: on PostgreSQL its
+/// URL, and only those `store_extra` lines that apply there.
+pub fn write_config_for(
+    store: &StoreTarget,
+    path: &Path,
+    main: SocketAddr,
+    admin: SocketAddr,
+    server_extra: &str,
+    store_extra: &str,
+    body: &str,
+) {
+    let store_section = store.section(store_extra);
     let config = format!(
         "[server]\nlisten = \"{main}\"\nadmin_listen = \"{admin}\"\nthreads = 2\n{server_extra}\n\n\
-         [store]\npath = \"data/clickstamp.sqlite\"\n{store_extra}\n\n\
+         {store_section}\n\
          [secrets]\nclick_id_key = \"{CLICK_ID_KEY}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{body}"
     );
     std::fs::write(path, config).expect("write config");
@@ -184,6 +210,27 @@ pub struct Instance {
     pub admin: SocketAddr,
     pub config_path: PathBuf,
     child: Option<Child>,
+    /// The connection [`Instance::rows`] reads PostgreSQL through, opened on first use.
+    /// Declared before `store` so it closes before the database is dropped.
+    pg_client: CachedPgClient,
+    store: StoreTarget,
+}
+
+/// The PostgreSQL connection an [`Instance`] reads through (`postgres::Client` has no
+/// `Debug`).
+#[derive(Default)]
+struct CachedPgClient(Mutex<Option<::postgres::Client>>);
+
+impl std::fmt::Debug for CachedPgClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let connected = self
+            .0
+            .try_lock()
+            .map(|client| client.as_ref().map(|c| !c.is_closed()));
+        f.debug_tuple("CachedPgClient")
+            .field(&connected.ok())
+            .finish()
+    }
 }
 
 impl Instance {
@@ -193,7 +240,9 @@ impl Instance {
         Self::start_with(body, "")
     }
 
-    /// Like [`Instance::start`], with extra `[store]` lines (e.g. `sync = "full"`).
+    /// Like [`Instance::start`], with extra `[store]` lines (e.g. `sync = "full"`). Lines
+    /// whose key the run's backend does not have are left out, so one test can tune
+    /// both (`sync` for SQLite, `outbox_lease` for PostgreSQL).
     pub fn start_with(body: &str, store_extra: &str) -> Instance {
         Self::start_templated(|_| body.to_string(), store_extra)
     }
@@ -209,7 +258,27 @@ impl Instance {
         Self::start_full(|_| body.to_string(), server_extra, "")
     }
 
+    /// A node on the PostgreSQL database at `url`, which other nodes may share: the
+    /// database is the test's and outlives the node.
+    pub fn start_shared(url: &str, body: &str, store_extra: &str) -> Instance {
+        Self::start_on(
+            StoreTarget::SharedPostgres(url.to_string()),
+            |_| body.to_string(),
+            "",
+            store_extra,
+        )
+    }
+
     fn start_full(
+        body: impl FnOnce(SocketAddr) -> String,
+        server_extra: &str,
+        store_extra: &str,
+    ) -> Instance {
+        Self::start_on(StoreTarget::for_backend(), body, server_extra, store_extra)
+    }
+
+    fn start_on(
+        store: StoreTarget,
         body: impl FnOnce(SocketAddr) -> String,
         server_extra: &str,
         store_extra: &str,
@@ -219,19 +288,39 @@ impl Instance {
         let body = body(main);
         let admin = free_addr();
         let config_path = dir.0.join("clickstamp.toml");
-        write_config(&config_path, main, admin, server_extra, store_extra, &body);
+        write_config_for(
+            &store,
+            &config_path,
+            main,
+            admin,
+            server_extra,
+            store_extra,
+            &body,
+        );
         let mut inst = Instance {
             dir,
             main,
             admin,
             config_path,
             child: None,
+            pg_client: CachedPgClient::default(),
+            store,
         };
         inst.restart();
         inst
     }
 
-    /// The SQLite file.
+    /// True when this instance stores in PostgreSQL (see [`crate::store::backend`]).
+    pub fn is_postgres(&self) -> bool {
+        self.store.postgres().is_some()
+    }
+
+    /// Where this instance stores: its SQLite file or its PostgreSQL database.
+    pub fn store(&self) -> &StoreTarget {
+        &self.store
+    }
+
+    /// The SQLite file (meaningless on PostgreSQL: see [`Instance::is_postgres`]).
     pub fn db_path(&self) -> PathBuf {
         self.dir.0.join("data/clickstamp.sqlite")
     }
@@ -338,13 +427,64 @@ impl Instance {
             .unwrap_or(0.0)
     }
 
-    /// Open the store read-only.
+    /// Open the SQLite store read-only. SQLite only: backend-neutral tests read with
+    /// [`Instance::rows`].
     pub fn db(&self) -> rusqlite::Connection {
+        assert!(
+            !self.is_postgres(),
+            "inst.db() opens the SQLite file, but this instance stores in PostgreSQL: \
+             read with inst.rows() / count() / exists(), or skip the test on postgres"
+        );
         rusqlite::Connection::open_with_flags(
             self.db_path(),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .expect("open the store")
+    }
+
+    /// Every row `sql` selects from the store, whichever backend it is. Write the SQL
+    /// both SQLite and PostgreSQL accept, with placeholders `$1`, `$2`, ... for
+    /// `params`.
+    pub fn rows(&self, sql: &str, params: &[&dyn SqlParam]) -> Vec<Row> {
+        let Some(url) = self.store.postgres() else {
+            return crate::store::sqlite_rows(&self.db(), sql, params);
+        };
+        let mut cached = self.pg_client.0.lock().unwrap_or_else(|e| e.into_inner());
+        // A connection the server closed (PostgreSQL restarted under the test) is
+        // replaced once; a second failure is the test's to see.
+        let mut reconnected = false;
+        loop {
+            if cached.as_ref().is_none_or(::postgres::Client::is_closed) {
+                *cached = Some(crate::store::connect(url));
+            }
+            let client = cached.as_mut().expect("connected just above");
+            match crate::store::postgres_rows(client, sql, params) {
+                Ok(rows) => return rows,
+                Err(e) if !reconnected && client.is_closed() => {
+                    reconnected = true;
+                    eprintln!("reconnecting to {url} after: {e}");
+                }
+                Err(e) => panic!("run {sql:?} on {url}: {e}"),
+            }
+        }
+    }
+
+    /// The one row `sql` selects (the first, if several); panics if there is none.
+    pub fn row(&self, sql: &str, params: &[&dyn SqlParam]) -> Row {
+        self.rows(sql, params)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("{sql:?} with {} parameter(s) found no row", params.len()))
+    }
+
+    /// The integer `sql` selects, e.g. a `count(*)`.
+    pub fn count(&self, sql: &str, params: &[&dyn SqlParam]) -> i64 {
+        self.row(sql, params).get_i64(0)
+    }
+
+    /// True when `sql` selects at least one row.
+    pub fn exists(&self, sql: &str, params: &[&dyn SqlParam]) -> bool {
+        !self.rows(sql, params).is_empty()
     }
 }
 

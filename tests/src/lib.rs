@@ -7,11 +7,15 @@ pub mod fake_source;
 pub mod http;
 pub mod instance;
 pub mod origin;
+pub mod postgres;
+pub mod store;
 
+pub use self::postgres::PgCluster;
 pub use fake_source::{FakeSource, Mode};
 pub use http::{get, request, Response};
 pub use instance::{binary, Instance, TempDir};
 pub use origin::{OriginServer, Reply};
+pub use store::{backend, skip_on_postgres, Backend, Row};
 
 /// True when running under CI (`CI=true`): a missing system program is then a failure,
 /// not a skip.

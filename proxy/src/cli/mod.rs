@@ -90,6 +90,17 @@ enum Command {
     /// Print a profit report (clicks, conversions, revenue, cost, ROI...) from a running
     /// instance's admin API.
     Report(crate::report::cli::ReportArgs),
+    /// Copy an embedded (SQLite) store into the PostgreSQL database the config names.
+    /// Idempotent and resumable: run it again after an interruption.
+    Migrate {
+        /// The TOML config file; its [store] has backend = "postgres".
+        #[arg(long)]
+        config: PathBuf,
+        /// The embedded store's file (store.path of the SQLite config, by default
+        /// data/clickstamp.sqlite beside it).
+        #[arg(long)]
+        from_sqlite: PathBuf,
+    },
 }
 
 /// Entry point of the binary.
@@ -234,6 +245,25 @@ pub fn main() -> ExitCode {
             println!("{}", ops::admin(c, "POST", &path)?);
             Ok(())
         }),
+        Command::Migrate {
+            config,
+            from_sqlite,
+        } => match config::load(&config) {
+            Ok(c) => {
+                let mut out = std::io::stdout().lock();
+                match crate::store::postgres::import::run(&c.store, &from_sqlite, &mut out) {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("clickstamp migrate: {e}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
+            Err(errors) => {
+                eprint!("{}: {errors}", config.display());
+                ExitCode::from(2)
+            }
+        },
         Command::Serve { config } => match config::load(&config) {
             Ok(c) => serve(c),
             Err(errors) => {
@@ -283,7 +313,11 @@ fn serve(config: Config) -> ExitCode {
     init_logging(config.server.log_format);
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
-    let store = match crate::store::open(&config.store, metrics.clone()) {
+    let store = match crate::store::open(
+        &config.store,
+        &config.server.listen.to_string(),
+        metrics.clone(),
+    ) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("clickstamp: {e}");

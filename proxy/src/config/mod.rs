@@ -302,6 +302,9 @@ pub struct PostgresConfig {
     /// `store.spool_path`: the node's SQLite file for clicks taken while the database
     /// is unreachable (forwarded once it answers again).
     pub spool_path: PathBuf,
+    /// `store.writers`: transactions this node commits at once (each batching every
+    /// write queued meanwhile).
+    pub writers: usize,
 }
 
 impl fmt::Debug for PostgresConfig {
@@ -313,6 +316,7 @@ impl fmt::Debug for PostgresConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("outbox_lease", &self.outbox_lease)
             .field("spool_path", &self.spool_path)
+            .field("writers", &self.writers)
             .finish()
     }
 }

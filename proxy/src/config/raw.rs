@@ -109,6 +109,7 @@ pub struct RawStore {
     pub connect_timeout: Option<String>,
     pub outbox_lease: Option<String>,
     pub spool_path: Option<String>,
+    pub writers: Option<usize>,
     pub durability: Option<String>,
     pub sync: Option<String>,
     pub batch_max: Option<usize>,

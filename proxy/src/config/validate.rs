@@ -494,6 +494,7 @@ fn store_backend(
         ("store.connect_timeout", raw.connect_timeout.is_some()),
         ("store.outbox_lease", raw.outbox_lease.is_some()),
         ("store.spool_path", raw.spool_path.is_some()),
+        ("store.writers", raw.writers.is_some()),
     ];
     match raw.backend.as_deref().unwrap_or("sqlite") {
         "sqlite" => {
@@ -567,12 +568,21 @@ fn store_backend(
                     "use at least \"1s\", and more than a relay may take (outbox.timeout)",
                 );
             }
+            let writers = raw.writers.unwrap_or(1);
+            if writers == 0 || writers > pool_size / 2 {
+                p.add(
+                    "store.writers",
+                    format!("{writers} writers with a pool of {pool_size}"),
+                    "use 1 to half of store.pool_size; 1 suits a database sharing the node's cores, 2-4 one on its own machine",
+                );
+            }
             StoreBackend::Postgres(PostgresConfig {
                 url: url.unwrap_or_default(),
                 pool_size: pool_size.clamp(2, MAX_POOL_SIZE),
                 statement_timeout,
                 connect_timeout,
                 outbox_lease,
+                writers: writers.clamp(1, (pool_size / 2).max(1)),
                 spool_path: base_dir.join(raw.spool_path.as_deref().unwrap_or("data/spool.sqlite")),
             })
         }

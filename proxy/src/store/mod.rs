@@ -15,8 +15,11 @@ use std::sync::Arc;
 
 /// Open the store `config` names: the embedded file, or the shared database (migrated
 /// on the way).
+///
+/// `listen` (the main listener) names this node on the shared store's outbox leases.
 pub fn open(
     config: &crate::config::StoreConfig,
+    listen: &str,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match &config.backend {
@@ -24,7 +27,7 @@ pub fn open(
             Arc::new(sqlite::SqliteStore::open(config, metrics)?)
         }
         crate::config::StoreBackend::Postgres(pg) => {
-            Arc::new(postgres::PgStore::open(config, pg, metrics)?)
+            Arc::new(postgres::PgStore::open(config, pg, listen, metrics)?)
         }
     })
 }
@@ -172,6 +175,12 @@ pub trait Store: Send + Sync {
 
     /// Whether the store answers reads and its writer is running.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether clicks are still taken (spooled on the node) while [`Store::ping`] says
+    /// the database is unreachable: the node then still serves landing pages.
+    fn spools_clicks(&self) -> bool {
+        false
+    }
 
     /// Journal rows matching `filter`, newest first.
     async fn journal(&self, filter: &JournalFilter) -> Result<Vec<JournalRow>, StoreError>;

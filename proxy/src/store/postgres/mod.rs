@@ -1,9 +1,11 @@
 //! The shared store: PostgreSQL, so any number of clickstamp nodes can serve one set of
 //! campaigns. See `LIFECYCLE.md` ("Many nodes") for what holds across nodes.
 //!
-//! - Each node commits in groups, as the embedded store does: one writer task takes
-//!   every write queued while the previous transaction committed and applies them all
-//!   in one transaction, so a node pays one commit round trip for many requests.
+//! - Each node commits in groups, as the embedded store does: a writer task takes every
+//!   write queued while it was busy and applies them all in one transaction, so a node
+//!   pays one commit for many requests. With `store.writers` above 1, several do so at
+//!   once, each on its own connection, so one batch's commit wait overlaps the next
+//!   batch's work.
 //! - Several nodes write at once, so the check-then-act of dedup runs under a database
 //!   lock: each batch first takes a transaction advisory lock per (click, event) its
 //!   postbacks touch, in one global order (so two batches never deadlock on them), and
@@ -15,6 +17,7 @@
 //! - The store owns a small tokio runtime: connections and the writer run there, not on
 //!   the proxy's own threads, so no request thread ever drives another's connection.
 
+pub mod import;
 mod read;
 pub mod schema;
 mod spool;
@@ -195,17 +198,14 @@ pub(crate) fn pool(pg: &PostgresConfig) -> Result<Pool, StoreError> {
         })
 }
 
-/// A name for this node on the leases it holds: host, process and a random part (a
-/// restarted process on the same host is another holder).
-fn node_name() -> String {
+/// This node's name on the leases it holds: its host and main listener, which no other
+/// running node shares, and which stay the same when the node restarts, so a restarted
+/// node takes back at once what it held when it died (see [`PgStore::open`]).
+fn node_name(listen: &str) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "node".into());
-    format!(
-        "{host}:{}:{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    )
+    format!("{host}/{listen}")
 }
 
 impl PgStore {
@@ -214,8 +214,10 @@ impl PgStore {
     pub fn open(
         config: &StoreConfig,
         pg: &PostgresConfig,
+        listen: &str,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
+        let node = node_name(listen);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("clickstamp-pg")
@@ -230,10 +232,24 @@ impl PgStore {
             let _entered = runtime.enter();
             pool(pg)?
         };
-        let migrated = runtime.block_on(async {
+        let (migrated, released) = runtime.block_on(async {
             let mut client = pool.get().await.map_err(pool_error)?;
-            schema::migrate(&mut client).await
+            let migrated = schema::migrate(&mut client).await?;
+            // Leases this node held when it last stopped (killed mid-delivery): nobody
+            // is delivering those entries now, so they are due again at once rather
+            // than when the leases run out.
+            let released = client
+                .execute(
+                    "UPDATE outbox SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner = $1",
+                    &[&node],
+                )
+                .await
+                .map_err(error)?;
+            Ok::<_, StoreError>((migrated, released))
         })?;
+        if released > 0 {
+            tracing::warn!(entries = released, node = %node, "outbox entries this node held when it stopped are due again");
+        }
         tracing::info!(
             from = migrated.from,
             to = migrated.to,
@@ -250,16 +266,19 @@ impl PgStore {
         }
         let outage = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        runtime.spawn(write::writer_loop(
-            write::Writer {
-                pool: pool.clone(),
-                batch_max: config.batch_max,
-                metrics: metrics.clone(),
-                spool: spool.clone(),
-                outage: outage.clone(),
-            },
-            rx,
-        ));
+        let queue: write::SharedQueue = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..pg.writers {
+            runtime.spawn(write::writer_loop(
+                write::Writer {
+                    pool: pool.clone(),
+                    batch_max: config.batch_max,
+                    metrics: metrics.clone(),
+                    spool: spool.clone(),
+                    outage: outage.clone(),
+                },
+                queue.clone(),
+            ));
+        }
         runtime.spawn(forwarder(
             pool.clone(),
             spool.clone(),
@@ -274,7 +293,7 @@ impl PgStore {
             queue: tx,
             durability: config.durability,
             recent: Arc::new(Mutex::new(LruCache::new(cache))),
-            node: node_name().into(),
+            node: node.into(),
             lease: pg.outbox_lease,
             metrics,
             spool,
@@ -424,6 +443,10 @@ impl Store for PgStore {
         }
         self.on_store(|pool| async move { read::ping(&pool).await })
             .await
+    }
+
+    fn spools_clicks(&self) -> bool {
+        true
     }
 
     async fn journal(&self, filter: &JournalFilter) -> Result<Vec<JournalRow>, StoreError> {

@@ -4,7 +4,7 @@
 use super::spool::{ClickRow, OutboundRow, Spool, Spooled};
 use super::{error, pool_error, Job};
 use crate::metrics::Metrics;
-use crate::store::decide::{pick_twin, relays_new, twin_origin, Action, Existing};
+use crate::store::decide::{find_among, relays_new, Action, Existing};
 use crate::store::{
     ConversionCandidate, DeliveryResult, PostbackCommit, PostbackOutcome, PostbackWrite,
     StoreError, Verdict, WriteOp, WriteResult,
@@ -54,7 +54,35 @@ pub(super) fn spool_if_clicks(
     Ok(true)
 }
 
-pub(super) async fn writer_loop(w: Writer, mut rx: mpsc::Receiver<Job>) {
+/// The queue the node's writers share: each takes a batch from it in turn.
+pub(super) type SharedQueue = Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>;
+
+/// Take the next batch: wait for a job, then whatever else is queued (up to
+/// `batch_max` operations). `None` once the store is gone.
+async fn next_batch(queue: &SharedQueue, batch_max: usize, jobs: &mut Vec<Job>) -> Option<usize> {
+    let mut rx = queue.lock().await;
+    let first = rx.recv().await?;
+    let mut ops = first.ops.len();
+    jobs.push(first);
+    while ops < batch_max {
+        match rx.try_recv() {
+            Ok(job) => {
+                ops += job.ops.len();
+                jobs.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(ops)
+}
+
+/// One of the node's writers (`store.writers`). With several, each commits its own
+/// batch on its own connection: a commit waits for the WAL to reach disk (and a
+/// synchronous standby), and while one writer waits the next batch is already being
+/// applied. Their order does not matter: clicks are idempotent, and
+/// postbacks touching the same conversion queue on its advisory lock, as they do
+/// across nodes.
+pub(super) async fn writer_loop(w: Writer, queue: SharedQueue) {
     let Writer {
         pool,
         batch_max,
@@ -63,18 +91,7 @@ pub(super) async fn writer_loop(w: Writer, mut rx: mpsc::Receiver<Job>) {
         outage,
     } = w;
     let mut jobs: Vec<Job> = Vec::with_capacity(batch_max);
-    while let Some(first) = rx.recv().await {
-        let mut ops = first.ops.len();
-        jobs.push(first);
-        while ops < batch_max {
-            match rx.try_recv() {
-                Ok(job) => {
-                    ops += job.ops.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
+    while let Some(ops) = next_batch(&queue, batch_max, &mut jobs).await {
         let started = Instant::now();
         match commit_retrying(&pool, &jobs).await {
             Ok(results) => {
@@ -331,46 +348,48 @@ fn existing(r: &Row) -> Existing {
 }
 
 /// The conversion the candidate is (its own key), else its twin of the other origin,
-/// as `LIFECYCLE.md` defines them; the caller holds the (click, event) lock.
+/// as `LIFECYCLE.md` defines them, from one read of the click's conversions of that
+/// event; the caller holds the (click, event) lock.
 async fn find_existing(
     tx: &Transaction<'_>,
     c: &ConversionCandidate,
 ) -> Result<Option<Existing>, StoreError> {
-    let own_origin_sql = if c.origin == "s2s" {
-        "SELECT id, status, origin, txid FROM conversions
-         WHERE click_id = $1 AND event = $2 AND origin = 's2s' AND dedup_key = $3"
-    } else {
-        "SELECT id, status, origin, txid FROM conversions
-         WHERE click_id = $1 AND event = $2 AND dedup_key = $3 ORDER BY origin = 's2s' DESC, id LIMIT 1"
-    };
-    let stmt = tx.prepare_cached(own_origin_sql).await.map_err(error)?;
-    if let Some(row) = tx
-        .query_opt(&stmt, &[&c.click_id, &c.event, &c.dedup_key])
-        .await
-        .map_err(error)?
-    {
-        return Ok(Some(existing(&row)));
-    }
     let stmt = tx
         .prepare_cached(
-            "SELECT id, status, origin, txid FROM conversions
-             WHERE click_id = $1 AND event = $2 AND origin = $3 ORDER BY id",
+            "SELECT id, status, origin, txid, dedup_key FROM conversions
+             WHERE click_id = $1 AND event = $2 ORDER BY id",
         )
         .await
         .map_err(error)?;
     let rows = tx
-        .query(&stmt, &[&c.click_id, &c.event, &twin_origin(c)])
+        .query(&stmt, &[&c.click_id, &c.event])
         .await
         .map_err(error)?;
-    pick_twin(rows.iter().map(|r| Ok::<_, StoreError>(existing(r))), c)
+    Ok(find_among(
+        rows.iter().map(|r| (existing(r), r.get(4))).collect(),
+        c,
+    ))
 }
 
+/// The status a postback gave its conversion, kept in `conversion_history`.
+struct HistoryEntry<'c> {
+    conversion_id: i64,
+    candidate: &'c ConversionCandidate,
+}
+
+/// Journal the postback and, with `history`, record the status it set, in one
+/// statement (one round trip): the history row names the journal row just inserted.
 async fn insert_journal(
     tx: &Transaction<'_>,
     w: &PostbackWrite,
     outcome: &str,
     conversion_id: Option<i64>,
+    history: Option<HistoryEntry<'_>>,
 ) -> Result<i64, StoreError> {
+    const JOURNAL: &str =
+        "INSERT INTO postback_journal (ts_ms, network_id, method, remote_ip, raw_query, raw_body, content_type,
+            origin, outcome, reason, message, click_id, replay_of, conversion_id, cut)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id";
     let j = &w.journal;
     let (reason, message, click_id) = match &w.verdict {
         Verdict::Rejected {
@@ -384,68 +403,45 @@ async fn insert_journal(
         .cut
         .as_ref()
         .and_then(|cut| serde_json::to_string(cut).ok());
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO postback_journal (ts_ms, network_id, method, remote_ip, raw_query, raw_body, content_type,
-                origin, outcome, reason, message, click_id, replay_of, conversion_id, cut)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
-        )
-        .await
-        .map_err(error)?;
-    let row = tx
-        .query_one(
-            &stmt,
-            &[
-                &(j.ts_ms as i64),
-                &j.network_id,
-                &j.method,
-                &j.remote_ip,
-                &j.raw_query,
-                &j.raw_body,
-                &j.content_type,
-                &j.origin,
-                &outcome,
-                &reason,
-                &message,
-                &click_id,
-                &j.replay_of,
-                &conversion_id,
-                &cut,
-            ],
-        )
-        .await
-        .map_err(error)?;
-    Ok(row.get(0))
-}
-
-async fn history(
-    tx: &Transaction<'_>,
-    conversion_id: i64,
-    c: &ConversionCandidate,
-    ts: u64,
-    journal_id: i64,
-) -> Result<(), StoreError> {
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO conversion_history (conversion_id, ts_ms, status, payout, origin, journal_id)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .await
-        .map_err(error)?;
-    tx.execute(
-        &stmt,
-        &[
-            &conversion_id,
-            &(ts as i64),
-            &c.status,
-            &c.payout,
-            &c.origin,
-            &journal_id,
-        ],
-    )
-    .await
+    let ts = j.ts_ms as i64;
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+        &ts,
+        &j.network_id,
+        &j.method,
+        &j.remote_ip,
+        &j.raw_query,
+        &j.raw_body,
+        &j.content_type,
+        &j.origin,
+        &outcome,
+        &reason,
+        &message,
+        &click_id,
+        &j.replay_of,
+        &conversion_id,
+        &cut,
+    ];
+    let stmt = match &history {
+        None => tx.prepare_cached(JOURNAL).await,
+        Some(h) => {
+            params.extend([
+                &h.conversion_id as &(dyn tokio_postgres::types::ToSql + Sync),
+                &h.candidate.status,
+                &h.candidate.payout,
+                &h.candidate.origin,
+            ]);
+            tx.prepare_cached(&format!(
+                "WITH journal AS ({JOURNAL}),
+                 history AS (INSERT INTO conversion_history (conversion_id, ts_ms, status, payout, origin, journal_id)
+                             SELECT $16, $1, $17, $18, $19, id FROM journal)
+                 SELECT id FROM journal"
+            ))
+            .await
+        }
+    }
     .map_err(error)?;
-    Ok(())
+    let row = tx.query_one(&stmt, &params).await.map_err(error)?;
+    Ok(row.get(0))
 }
 
 async fn enqueue(
@@ -500,7 +496,7 @@ async fn apply_postback(
     let c = match &w.verdict {
         Verdict::Rejected { .. } => {
             let journal_id =
-                insert_journal(tx, w, PostbackOutcome::Rejected.as_str(), None).await?;
+                insert_journal(tx, w, PostbackOutcome::Rejected.as_str(), None, None).await?;
             return Ok(PostbackCommit {
                 journal_id,
                 outcome: PostbackOutcome::Rejected,
@@ -581,10 +577,13 @@ async fn apply_postback(
             (PostbackOutcome::Duplicate, e.id, e.status.clone())
         }
     };
-    let journal_id = insert_journal(tx, w, outcome.as_str(), Some(conversion_id)).await?;
-    if !matches!(action, Action::Duplicate(_)) {
-        history(tx, conversion_id, c, now, journal_id).await?;
-    }
+    // Every status a conversion takes is kept, with the postback that set it (an
+    // upgrade only happens for S2S, so the candidate's origin is `s2s` there).
+    let history = (!matches!(action, Action::Duplicate(_))).then_some(HistoryEntry {
+        conversion_id,
+        candidate: c,
+    });
+    let journal_id = insert_journal(tx, w, outcome.as_str(), Some(conversion_id), history).await?;
     let relayed = match &action {
         Action::New => match &c.relay_url {
             Some(url) if relays_new(c) => {
