@@ -68,31 +68,6 @@ pub fn pick_twin<E>(
     Ok(first_possible)
 }
 
-/// The conversion candidate `c` is, among `rows` — every conversion of its click and
-/// event, oldest first, each with its dedup key: within its origin the dedup key decides
-/// (a pixel's own key under either origin, S2S first); else the twin of the other
-/// origin [`pick_twin`] chooses. The same answer the embedded store's two index seeks
-/// give, from one read.
-pub fn find_among(rows: Vec<(Existing, String)>, c: &ConversionCandidate) -> Option<Existing> {
-    let own = rows
-        .iter()
-        .filter(|(e, key)| *key == c.dedup_key && (c.origin == "pixel" || e.origin == "s2s"))
-        // Oldest first already; an S2S one before a pixel one.
-        .min_by_key(|(e, _)| (e.origin != "s2s", e.id));
-    if let Some((e, _)) = own {
-        return Some(e.clone());
-    }
-    let twin_origin = twin_origin(c);
-    let twins = rows
-        .into_iter()
-        .filter(|(e, _)| e.origin == twin_origin)
-        .map(|(e, _)| Ok::<_, std::convert::Infallible>(e));
-    match pick_twin(twins, c) {
-        Ok(found) => found,
-        Err(never) => match never {},
-    }
-}
-
 /// What a converted postback does to the conversions table.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {

@@ -4,7 +4,7 @@
 use super::spool::{ClickRow, OutboundRow, Spool, Spooled};
 use super::{error, pool_error, Job};
 use crate::metrics::Metrics;
-use crate::store::decide::{find_among, relays_new, Action, Existing};
+use crate::store::decide::{pick_twin, relays_new, twin_origin, Action, Existing};
 use crate::store::{
     ConversionCandidate, DeliveryResult, PostbackCommit, PostbackOutcome, PostbackWrite,
     StoreError, Verdict, WriteOp, WriteResult,
@@ -348,27 +348,41 @@ fn existing(r: &Row) -> Existing {
 }
 
 /// The conversion the candidate is (its own key), else its twin of the other origin,
-/// as `LIFECYCLE.md` defines them, from one read of the click's conversions of that
-/// event; the caller holds the (click, event) lock.
+/// as `LIFECYCLE.md` defines them; the caller holds the (click, event) lock. Two seeks
+/// in `conversions_by_click_key`, as in the embedded store: the own key is a point
+/// lookup, and only the other origin's conversions are read for a twin (an offer with
+/// many conversions per click has many of its own origin, and few of the other).
 async fn find_existing(
     tx: &Transaction<'_>,
     c: &ConversionCandidate,
 ) -> Result<Option<Existing>, StoreError> {
+    let own_origin_sql = if c.origin == "s2s" {
+        "SELECT id, status, origin, txid FROM conversions
+         WHERE click_id = $1 AND event = $2 AND origin = 's2s' AND dedup_key = $3"
+    } else {
+        "SELECT id, status, origin, txid FROM conversions
+         WHERE click_id = $1 AND event = $2 AND dedup_key = $3 ORDER BY origin = 's2s' DESC, id LIMIT 1"
+    };
+    let stmt = tx.prepare_cached(own_origin_sql).await.map_err(error)?;
+    if let Some(row) = tx
+        .query_opt(&stmt, &[&c.click_id, &c.event, &c.dedup_key])
+        .await
+        .map_err(error)?
+    {
+        return Ok(Some(existing(&row)));
+    }
     let stmt = tx
         .prepare_cached(
-            "SELECT id, status, origin, txid, dedup_key FROM conversions
-             WHERE click_id = $1 AND event = $2 ORDER BY id",
+            "SELECT id, status, origin, txid FROM conversions
+             WHERE click_id = $1 AND event = $2 AND origin = $3 ORDER BY id",
         )
         .await
         .map_err(error)?;
     let rows = tx
-        .query(&stmt, &[&c.click_id, &c.event])
+        .query(&stmt, &[&c.click_id, &c.event, &twin_origin(c)])
         .await
         .map_err(error)?;
-    Ok(find_among(
-        rows.iter().map(|r| (existing(r), r.get(4))).collect(),
-        c,
-    ))
+    pick_twin(rows.iter().map(|r| Ok::<_, StoreError>(existing(r))), c)
 }
 
 /// The status a postback gave its conversion, kept in `conversion_history`.
