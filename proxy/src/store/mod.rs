@@ -112,6 +112,24 @@ pub struct StoredClick {
     pub outbound_offer_ids: Vec<String>,
 }
 
+impl From<&ClickRecord> for StoredClick {
+    /// A click as just recorded: no outbound offers yet.
+    fn from(c: &ClickRecord) -> Self {
+        StoredClick {
+            click_id: c.click_id.to_hex(),
+            ts_ms: c.ts_ms,
+            campaign_id: c.campaign_id.clone(),
+            source_id: c.source_id.clone(),
+            source_click_id: c.source_click_id.clone(),
+            cost: c.cost,
+            source_click_param: c.source_click_param.clone(),
+            sub_ids: c.sub_ids.clone(),
+            last_offer_id: None,
+            outbound_offer_ids: Vec::new(),
+        }
+    }
+}
+
 /// How many distinct outbound offers a [`StoredClick`] carries; a visitor does not
 /// visit more offers than this, and a bound keeps a hostile click from growing it.
 pub const MAX_OUTBOUND_OFFERS: usize = 32;

@@ -31,21 +31,7 @@ pub(super) fn remember(recent: &Cache, ops: &[WriteOp]) -> Vec<ClickId> {
     for op in ops {
         match op {
             WriteOp::Click(c) => {
-                recent.put(
-                    c.click_id,
-                    StoredClick {
-                        click_id: c.click_id.to_hex(),
-                        ts_ms: c.ts_ms,
-                        campaign_id: c.campaign_id.clone(),
-                        source_id: c.source_id.clone(),
-                        source_click_id: c.source_click_id.clone(),
-                        cost: c.cost,
-                        source_click_param: c.source_click_param.clone(),
-                        sub_ids: c.sub_ids.clone(),
-                        last_offer_id: None,
-                        outbound_offer_ids: Vec::new(),
-                    },
-                );
+                recent.put(c.click_id, StoredClick::from(c.as_ref()));
                 touched.push(c.click_id);
             }
             WriteOp::Outbound(o) => touched.push(o.click_id),

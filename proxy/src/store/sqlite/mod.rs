@@ -168,21 +168,7 @@ impl SqliteStore {
         for op in ops {
             match op {
                 WriteOp::Click(c) => {
-                    recent.put(
-                        c.click_id,
-                        StoredClick {
-                            click_id: c.click_id.to_hex(),
-                            ts_ms: c.ts_ms,
-                            campaign_id: c.campaign_id.clone(),
-                            source_id: c.source_id.clone(),
-                            source_click_id: c.source_click_id.clone(),
-                            cost: c.cost,
-                            source_click_param: c.source_click_param.clone(),
-                            sub_ids: c.sub_ids.clone(),
-                            last_offer_id: None,
-                            outbound_offer_ids: Vec::new(),
-                        },
-                    );
+                    recent.put(c.click_id, StoredClick::from(c.as_ref()));
                 }
                 WriteOp::Outbound(o) => {
                     if let Some(hit) = recent.get_mut(&o.click_id) {
