@@ -620,3 +620,134 @@ fn nodes_starting_together_migrate_once_and_a_newer_schema_is_refused() {
         "{stderr}"
     );
 }
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made by `openssl` in `dir`;
+/// `None` (skipping) without openssl.
+fn test_certificates(
+    dir: &std::path::Path,
+) -> Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
+    clickstamp_e2e::require_program("openssl")?;
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=clickstamp e2e CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    Some((
+        dir.join("ca.pem"),
+        dir.join("server.crt"),
+        dir.join("server.key"),
+    ))
+}
+
+#[test]
+fn with_sslmode_require_the_node_talks_tls_and_refuses_a_server_it_cannot_verify() {
+    let source = FakeSource::start();
+    let certs = clickstamp_e2e::TempDir::new("pg-tls");
+    let Some((ca, cert, key)) = test_certificates(&certs.0) else {
+        return;
+    };
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    cluster.enable_tls(&cert, &key);
+    let url = format!("{}?sslmode=require", cluster.create_database());
+    let node = Instance::start_shared(
+        &url,
+        &body(&source),
+        &format!("tls_ca_file = \"{}\"", ca.display()),
+    );
+    let (cid, _) = land(&node, "TLS");
+    let r = postback(&node, &format!("cid={cid}&payout=1&txid=TLS-1"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Every connection the node holds is encrypted.
+    let mut db =
+        postgres::Client::connect(&url.replace("?sslmode=require", ""), postgres::NoTls).unwrap();
+    let (tls, plain): (i64, i64) = {
+        let row = db
+            .query_one(
+                "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl)
+                 FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'clickstamp'",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(
+        tls > 0 && plain == 0,
+        "{tls} TLS and {plain} plain connections"
+    );
+
+    // Without the CA the server's certificate cannot be verified: the node does not
+    // start, rather than talk to a server it cannot trust.
+    let dir = clickstamp_e2e::TempDir::new("pg-tls-unverified");
+    let config = dir.0.join("clickstamp.toml");
+    clickstamp_e2e::instance::write_config_for(
+        &clickstamp_e2e::store::StoreTarget::SharedPostgres(url.clone()),
+        &config,
+        clickstamp_e2e::instance::free_addr(),
+        clickstamp_e2e::instance::free_addr(),
+        "",
+        "connect_timeout = \"2s\"",
+        &body(&source),
+    );
+    let out = std::process::Command::new(clickstamp_e2e::binary())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run clickstamp serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+}

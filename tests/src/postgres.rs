@@ -240,6 +240,41 @@ impl PgCluster {
         }
     }
 
+    /// Serve TLS with `cert` and `key` (PEM files; copied into the data directory, where
+    /// the server accepts a key only if it alone may read it), then restart.
+    pub fn enable_tls(&self, cert: &Path, key: &Path) {
+        let data = self.data_dir();
+        for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+            std::fs::copy(from, data.join(to)).expect("copy a TLS file into the cluster");
+        }
+        let key_path = data.join("server.key").display().to_string();
+        run_checked(
+            Command::new("chmod").args(["600", &key_path]),
+            "chmod the key",
+        );
+        if self.as_postgres_user {
+            for f in ["server.crt", "server.key"] {
+                let path = data.join(f).display().to_string();
+                run_checked(
+                    Command::new("chown").args([&format!("{PG_OS_USER}:"), &path]),
+                    "chown a TLS file",
+                );
+            }
+        }
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .and_then(|mut f| {
+                f.write_all(
+                    b"ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+                )
+            })
+            .expect("append to postgresql.conf");
+        self.stop();
+        self.start_again();
+    }
+
     /// Promote a standby to primary (`pg_ctl promote`), waiting until it accepts writes.
     pub fn promote(&self) {
         self.pg_ctl(&["promote"]);

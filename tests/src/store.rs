@@ -190,6 +190,7 @@ const POSTGRES_ONLY_KEYS: &[&str] = &[
     "outbox_lease",
     "spool_path",
     "writers",
+    "tls_ca_file",
 ];
 
 /// The lines of `store_extra` whose key is not one of `dropped`.

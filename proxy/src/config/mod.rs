@@ -305,6 +305,9 @@ pub struct PostgresConfig {
     /// `store.writers`: transactions this node commits at once (each batching every
     /// write queued meanwhile).
     pub writers: usize,
+    /// `store.tls_ca_file`: PEM certificates the server's is verified against (else
+    /// the system's roots); TLS itself is the URL's `sslmode`.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for PostgresConfig {
@@ -317,6 +320,7 @@ impl fmt::Debug for PostgresConfig {
             .field("outbox_lease", &self.outbox_lease)
             .field("spool_path", &self.spool_path)
             .field("writers", &self.writers)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }

@@ -110,6 +110,7 @@ pub struct RawStore {
     pub outbox_lease: Option<String>,
     pub spool_path: Option<String>,
     pub writers: Option<usize>,
+    pub tls_ca_file: Option<String>,
     pub durability: Option<String>,
     pub sync: Option<String>,
     pub batch_max: Option<usize>,

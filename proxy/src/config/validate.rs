@@ -495,6 +495,7 @@ fn store_backend(
         ("store.outbox_lease", raw.outbox_lease.is_some()),
         ("store.spool_path", raw.spool_path.is_some()),
         ("store.writers", raw.writers.is_some()),
+        ("store.tls_ca_file", raw.tls_ca_file.is_some()),
     ];
     match raw.backend.as_deref().unwrap_or("sqlite") {
         "sqlite" => {
@@ -583,6 +584,17 @@ fn store_backend(
                 connect_timeout,
                 outbox_lease,
                 writers: writers.clamp(1, (pool_size / 2).max(1)),
+                tls_ca_file: raw.tls_ca_file.as_deref().map(|f| {
+                    let path = base_dir.join(f);
+                    if !path.is_file() {
+                        p.add(
+                            "store.tls_ca_file",
+                            format!("{} is not a file", path.display()),
+                            "name the PEM file of the database server's CA (relative paths start at the config's directory)",
+                        );
+                    }
+                    path
+                }),
                 spool_path: base_dir.join(raw.spool_path.as_deref().unwrap_or("data/spool.sqlite")),
             })
         }

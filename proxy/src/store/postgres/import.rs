@@ -928,8 +928,12 @@ async fn import(
         || "PostgreSQL".to_string(),
         |db| format!("PostgreSQL database {db:?}"),
     );
+    let tls = super::tls_connector(pg_config).map_err(|error| ImportError::Postgres {
+        doing: "setting up TLS".into(),
+        error,
+    })?;
     let (mut client, connection) = driver
-        .connect(tokio_postgres::NoTls)
+        .connect(tls)
         .await
         .map_err(pg("connecting to the database"))?;
     tokio::spawn(async move {

@@ -21,6 +21,7 @@ pub mod import;
 mod read;
 pub mod schema;
 mod spool;
+mod tls;
 mod write;
 
 use super::{
@@ -139,8 +140,24 @@ pub(crate) fn error(e: tokio_postgres::Error) -> StoreError {
                 StoreError::Backend(text)
             }
         }
-        None => StoreError::Unavailable(e.to_string()),
+        None => StoreError::Unavailable(with_causes(&e)),
     }
+}
+
+/// An error with the errors beneath it ("error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer"): the driver's own message alone rarely says what to fix.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
@@ -149,6 +166,9 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
         other => StoreError::Unavailable(other.to_string()),
     }
 }
+
+/// The driver's config for `pg`: the URL, with the timeouts of `[store]` added.
+pub(crate) use tls::connector as tls_connector;
 
 /// The driver's config for `pg`: the URL, with the timeouts of `[store]` added.
 pub(crate) fn driver_config(pg: &PostgresConfig) -> Result<tokio_postgres::Config, StoreError> {
@@ -178,7 +198,7 @@ pub(crate) fn driver_config(pg: &PostgresConfig) -> Result<tokio_postgres::Confi
 pub(crate) fn pool(pg: &PostgresConfig) -> Result<Pool, StoreError> {
     let manager = Manager::from_config(
         driver_config(pg)?,
-        tokio_postgres::NoTls,
+        tls::connector(pg)?,
         ManagerConfig {
             // A connection the server closed (restart, failover) is noticed by the
             // driver; nothing else needs a round trip to check.
