@@ -442,6 +442,76 @@ mod tests {
     }
 
     #[test]
+    fn the_window_counts_whole_seconds_either_way_and_includes_its_edge() {
+        let key = b"k3y";
+        let v = Verification::none().with_hmac(HmacVerification::new(key.to_vec()));
+        let signed_at = |ts: u64| {
+            let unsigned = format!("cid=abc&ts={ts}");
+            let pairs = parse_query(&unsigned);
+            let sig = sign_canonical(
+                key,
+                &canonical_form(&PostbackRequest::get(&unsigned, &pairs), "sig"),
+            );
+            format!("{unsigned}&sig={sig}")
+        };
+        let sent = 1_700_000_000u64;
+        let at_sent_ms = sent * 1000;
+        let check = |now_ms: u64| {
+            let signed = signed_at(sent);
+            let p = parse_query(&signed);
+            v.verify(&PostbackRequest::get(&signed, &p), now_ms)
+        };
+        // Two seconds of clock skew, either way, is well inside a 300 s window.
+        assert_eq!(check(at_sent_ms + 2_000), Ok(()));
+        assert_eq!(check(at_sent_ms - 2_000), Ok(()));
+        // The window's own edge is inside; one second past it is not.
+        assert_eq!(check(at_sent_ms + 300_000), Ok(()));
+        assert_eq!(
+            check(at_sent_ms + 300_999),
+            Ok(()),
+            "skew counts whole seconds"
+        );
+        assert_eq!(
+            check(at_sent_ms + 301_000).unwrap_err().reason(),
+            "stale_timestamp"
+        );
+    }
+
+    #[test]
+    fn verification_owns_the_secret_signature_and_timestamp_parameters() {
+        assert!(Verification::none().owned_params().is_empty());
+        let hmac = HmacVerification {
+            signature_param: "signature".into(),
+            timestamp_param: "time".into(),
+            ..HmacVerification::new(b"k".to_vec())
+        };
+        let v = Verification::none()
+            .with_secret("token", "s3cret")
+            .with_hmac(hmac);
+        assert_eq!(v.owned_params(), ["token", "signature", "time"]);
+    }
+
+    #[test]
+    fn digests_are_the_standard_ones() {
+        // FIPS 180-2 "abc" and RFC 4231 test case 2.
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn differences_in_several_bytes_never_cancel_out() {
+        assert!(constant_time_eq(b"same", b"same"));
+        assert!(!constant_time_eq(b"\x01\x01", b"\x00\x00"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+    }
+
+    #[test]
     fn signatures_cover_the_bytes_sent_not_their_lossy_text() {
         let key = b"k3y";
         let now_ms = 1_700_000_000_000u64;
