@@ -423,6 +423,48 @@ mod tests {
     }
 
     #[test]
+    fn a_european_amount_with_a_dot_is_not_a_number_rather_than_an_ambiguous_comma() {
+        // "1.000,500": thousands dots and a decimal comma. Not ours to guess: refused
+        // as not a number, never mistaken for the `1,500` thousands question.
+        assert_eq!(parse_amount("1.000,500"), Err(BadAmount::NotANumber));
+        assert_eq!(parse_amount("2.5,1"), Err(BadAmount::NotANumber));
+        assert_eq!(parse_amount("1,500"), Err(BadAmount::AmbiguousComma));
+        assert_eq!(parse_payout("1,25"), Ok(Some(1.25)));
+        assert_eq!(parse_payout(" $3 "), Ok(Some(3.0)));
+        assert_eq!(parse_payout(""), Ok(None));
+    }
+
+    #[test]
+    fn headers_match_any_case_and_pairs_come_query_first() {
+        let query = vec![("a".to_string(), "1".to_string())];
+        let body = vec![("b".to_string(), "2".to_string())];
+        let headers = vec![
+            ("X-Signature".to_string(), "first".to_string()),
+            ("x-signature".to_string(), "second".to_string()),
+        ];
+        let req = PostbackRequest {
+            headers: &headers,
+            body: &body,
+            ..PostbackRequest::get("a=1", &query)
+        };
+        assert_eq!(req.header("x-SIGNATURE"), Some("first"));
+        assert_eq!(req.header("x-missing"), None);
+        let pairs: Vec<_> = req
+            .all_pairs()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(pairs, [("a", "1"), ("b", "2")]);
+    }
+
+    #[test]
+    fn an_unnamed_event_is_the_default_one() {
+        let mut parsed = ParsedPostback::default();
+        assert_eq!(parsed.event_or_default(), DEFAULT_EVENT);
+        parsed.event = Some("lead".into());
+        assert_eq!(parsed.event_or_default(), "lead");
+    }
+
+    #[test]
     fn negative_amounts_only_reverse() {
         use ConversionStatus::*;
         assert_eq!(check_amount_sign(-1000.0, None), Err(BadAmount::Negative));
