@@ -545,6 +545,97 @@ mod tests {
         assert_eq!(parse("payout=1000000&cid=c").unwrap().payout, Some(1e6));
     }
 
+    /// A network that keeps every default of the trait.
+    #[derive(Debug)]
+    struct Minimal;
+
+    impl Network for Minimal {
+        fn kind(&self) -> &str {
+            "minimal"
+        }
+        fn click_id_param(&self) -> &str {
+            "clickref"
+        }
+    }
+
+    #[test]
+    fn the_trait_defaults_stamp_the_offer_parameter_and_read_cid() {
+        let n = Minimal;
+        assert_eq!(
+            n.stamp_offer_url("https://o.example/x?a=1#top", "CID1")
+                .unwrap(),
+            "https://o.example/x?a=1&clickref=CID1#top"
+        );
+        assert!(n.stamp_offer_url("javascript:alert(1)", "CID1").is_err());
+        assert_eq!(
+            n.postback_macros(),
+            [PostbackMacro {
+                field: PostbackField::ClickId,
+                param: "cid".into(),
+                macro_name: "clickref".into(),
+                macro_text: "{clickref}".into(),
+            }]
+        );
+        assert!(n.click_id_aliases().is_empty());
+        assert!(n.status_map().is_empty());
+    }
+
+    #[test]
+    fn a_param_network_is_its_kind_and_stamps_its_own_parameter() {
+        let n = ParamNetwork::new("custom", "sub9");
+        assert_eq!((n.kind(), n.click_id_param()), ("custom", "sub9"));
+        assert_eq!(
+            n.stamp_offer_url("https://o.example/?sub9=old", "NEW")
+                .unwrap(),
+            "https://o.example/?sub9=NEW"
+        );
+    }
+
+    #[test]
+    fn sub_ids_land_in_their_slot_values_are_bounded_and_a_bad_payout_names_its_parameter() {
+        let field = |field, param: &str| PostbackMacro {
+            field,
+            param: param.into(),
+            macro_name: param.into(),
+            macro_text: format!("{{{param}}}"),
+        };
+        let macros = [
+            field(PostbackField::ClickId, "cid"),
+            field(PostbackField::Payout, "amount"),
+            field(PostbackField::SubId(2), "s3"),
+        ];
+        let parse = |q: &str| {
+            let pairs = parse_query(q);
+            parse_postback_fields(
+                &macros,
+                "clickref",
+                &[],
+                &[],
+                &PostbackRequest::get(q, &pairs),
+            )
+        };
+        let parsed = parse("cid=abc&s3=zone7").unwrap();
+        assert_eq!(parsed.sub_ids, [None, None, Some("zone7".to_string())]);
+        // A value of exactly the limit is kept; one byte more is refused.
+        let at_limit = "a".repeat(MAX_FIELD_LEN);
+        assert_eq!(
+            parse(&format!("cid=abc&s3={at_limit}")).unwrap().sub_ids[2].as_deref(),
+            Some(at_limit.as_str())
+        );
+        assert_eq!(
+            parse(&format!("cid=abc&s3={at_limit}a"))
+                .unwrap_err()
+                .reason(),
+            "value_too_long"
+        );
+        // A negative payout without a reversal status: the error names the payout's
+        // own parameter, not the click ID's.
+        match parse("cid=abc&amount=-5") {
+            Err(PostbackError::BadPayout { param, .. }) => assert_eq!(param, "amount"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn param_network_reads_cid_and_aliases() {
         let n = ParamNetwork::new("x", "sub");
