@@ -105,7 +105,8 @@ fn land_and_click(browser: &mut Browser, inst: &Instance) -> String {
         "document.readyState === 'complete' && !!document.getElementById('cta')",
         Duration::from_secs(10)
     ));
-    browser.eval("document.getElementById('cta').click(); true");
+    // Clicked from a timer so the evaluation returns before the navigation it starts.
+    browser.eval("setTimeout(() => document.getElementById('cta').click(), 0); true");
     assert!(
         browser.wait_until(
             "location.pathname === '/lp/thanks.html' && document.readyState === 'complete'",

@@ -78,6 +78,20 @@ impl Browser {
     }
 
     fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        match self.try_call(session, method, params) {
+            Ok(result) => result,
+            Err(err) => panic!("{method} failed: {err}"),
+        }
+    }
+
+    /// One DevTools command; `Err` carries the protocol's error object (e.g. the page
+    /// navigated away while an evaluation ran).
+    fn try_call(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let mut msg = json!({ "id": id, "method": method, "params": params });
@@ -99,9 +113,9 @@ impl Browser {
             };
             if reply["id"].as_u64() == Some(id) {
                 if let Some(err) = reply.get("error") {
-                    panic!("{method} failed: {err}");
+                    return Err(err.clone());
                 }
-                return reply["result"].clone();
+                return Ok(reply["result"].clone());
             }
         }
     }
@@ -138,11 +152,22 @@ impl Browser {
     }
 
     /// Poll `expression` until it is `true`, or `timeout` passes; returns whether it was.
+    ///
+    /// An evaluation the page's own navigation cuts short ("Inspected target navigated
+    /// or closed") counts as "not yet": polling across a navigation is what this is for.
     pub fn wait_until(&mut self, expression: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        let session = self.session.clone();
         while Instant::now() < deadline {
-            if self.eval(expression) == json!(true) {
-                return true;
+            let evaluated = self.try_call(
+                Some(&session),
+                "Runtime.evaluate",
+                json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }),
+            );
+            if let Ok(r) = evaluated {
+                if r.get("exceptionDetails").is_none() && r["result"]["value"] == json!(true) {
+                    return true;
+                }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
