@@ -409,6 +409,7 @@ impl ServeHttp for AdminApp {
                     let (status, ctype, body) = crate::report::http::respond(
                         &self.tracker.config,
                         self.tracker.store.as_ref(),
+                        self.tracker.analytics.as_ref(),
                         &query,
                     )
                     .await;

@@ -5,6 +5,7 @@
 //! existing server can call. The `clickstamp` binary is a thin shell over [`cli`].
 
 pub mod admin;
+pub mod analytics;
 pub mod cli;
 pub mod config;
 pub mod conn;

@@ -1,6 +1,8 @@
 //! End-to-end tests: the real binary on loopback. One test binary for all of them, so
 //! the workspace links the world once.
 
+mod analytics;
+mod clickhouse_harness;
 mod config_errors;
 mod foundation;
 mod hardening_pixel;

@@ -584,7 +584,7 @@ fn every_dashboard_panel_and_alert_rule_evaluates_on_a_real_prometheus() {
     // Every alert rule parses and evaluates; Prometheus loaded them all, healthy, and
     // the dead-letter alert is on its way to firing.
     let alerts = alert_exprs();
-    assert_eq!(alerts.len(), 6, "{alerts:?}");
+    assert_eq!(alerts.len(), 7, "{alerts:?}");
     for (name, expr) in &alerts {
         if let Err(err) = prom.query(expr) {
             failures.push(format!("alert {name}: does not evaluate: {err}"));
@@ -605,7 +605,7 @@ fn every_dashboard_panel_and_alert_rule_evaluates_on_a_real_prometheus() {
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    assert_eq!(rules.len(), 6);
+    assert_eq!(rules.len(), 7);
     for r in &rules {
         if r["health"] != "ok" {
             failures.push(format!(

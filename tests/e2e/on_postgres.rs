@@ -1,4 +1,4 @@
-//! The store-neutral suites again, on PostgreSQL: this test binary re-run on a
+//! The store-neutral suites (analytics too) again, on PostgreSQL: this test binary re-run on a
 //! throwaway cluster with `CLICKSTAMP_E2E_STORE=postgres`.
 
 use clickstamp_e2e::store::{on_postgres, PG_ENV, STORE_ENV};
@@ -6,7 +6,13 @@ use clickstamp_e2e::PgCluster;
 
 /// The suites that run on either backend. libtest filters by substring, so `pixel::`
 /// also picks `hardening_pixel::`, which still reads the SQLite file: skipped below.
-const SUITES: &[&str] = &["foundation::", "postbacks::", "pixel::", "reports::"];
+const SUITES: &[&str] = &[
+    "foundation::",
+    "postbacks::",
+    "pixel::",
+    "reports::",
+    "analytics::",
+];
 const NOT_YET_ON_POSTGRES: &[&str] = &["hardening_pixel::"];
 
 /// The `N` of libtest's `test result: ok. N passed; ...` line.
@@ -21,7 +27,7 @@ fn passed_count(stdout: &str) -> Option<u64> {
 }
 
 #[test]
-fn foundation_postbacks_pixel_and_reports_pass_on_postgres() {
+fn foundation_postbacks_pixel_reports_and_analytics_pass_on_postgres() {
     if on_postgres() {
         // This is the child run already: it must not start another.
         return;

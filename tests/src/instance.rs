@@ -214,6 +214,8 @@ pub struct Instance {
     /// Declared before `store` so it closes before the database is dropped.
     pg_client: CachedPgClient,
     store: StoreTarget,
+    /// Environment variables the process gets (besides the test's own).
+    env: Vec<(String, String)>,
 }
 
 /// The PostgreSQL connection an [`Instance`] reads through (`postgres::Client` has no
@@ -305,9 +307,80 @@ impl Instance {
             child: None,
             pg_client: CachedPgClient::default(),
             store,
+            env: Vec::new(),
         };
         inst.restart();
         inst
+    }
+
+    /// Like [`Instance::start`], the process started with `env` set (secrets the
+    /// config names by variable).
+    pub fn start_with_env(body: &str, env: &[(&str, &str)]) -> Instance {
+        let dir = TempDir::new("instance");
+        let (main, admin) = (free_addr(), free_addr());
+        let config_path = dir.0.join("clickstamp.toml");
+        let store = StoreTarget::for_backend();
+        write_config_for(&store, &config_path, main, admin, "", "", body);
+        let mut inst = Instance {
+            dir,
+            main,
+            admin,
+            config_path,
+            child: None,
+            pg_client: CachedPgClient::default(),
+            store,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        inst.restart();
+        inst
+    }
+
+    /// Rewrite the config with `body` (same ports and store); takes effect at the
+    /// next [`Instance::restart`].
+    pub fn rewrite_config(&self, body: &str) {
+        write_config_for(
+            &self.store,
+            &self.config_path,
+            self.main,
+            self.admin,
+            "",
+            "",
+            body,
+        );
+    }
+
+    /// Run a clickstamp command on this instance's config (`analytics backfill`, ...)
+    /// with its environment; returns (exit code, stdout, stderr).
+    pub fn command(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(binary())
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("run clickstamp");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Run a statement that writes (`INSERT`, `UPDATE`) on the store, whichever
+    /// backend it is; placeholders `$1`, `$2`, ... as in [`Instance::rows`]. For
+    /// putting history in place that no request could (clicks days ago).
+    pub fn execute(&self, sql: &str, params: &[&dyn SqlParam]) {
+        if self.store.postgres().is_some() {
+            self.rows(sql, params);
+            return;
+        }
+        let db = rusqlite::Connection::open(self.db_path()).expect("open the store to write");
+        db.busy_timeout(Duration::from_secs(10))
+            .expect("busy timeout");
+        crate::store::sqlite_rows(&db, sql, params);
     }
 
     /// True when this instance stores in PostgreSQL (see [`crate::store::backend`]).
@@ -331,6 +404,7 @@ impl Instance {
         let child = Command::new(binary())
             .args(["serve", "--config"])
             .arg(&self.config_path)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

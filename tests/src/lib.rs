@@ -3,6 +3,7 @@
 //! to it over real HTTP.
 
 pub mod browser;
+pub mod clickhouse;
 pub mod fake_source;
 pub mod http;
 pub mod instance;

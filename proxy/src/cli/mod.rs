@@ -90,6 +90,11 @@ enum Command {
     /// Print a profit report (clicks, conversions, revenue, cost, ROI...) from a running
     /// instance's admin API.
     Report(crate::report::cli::ReportArgs),
+    /// Analytics (ClickHouse): export history, or show where the export stands.
+    Analytics {
+        #[command(subcommand)]
+        command: AnalyticsCommand,
+    },
     /// Copy an embedded (SQLite) store into the PostgreSQL database the config names.
     /// Idempotent and resumable: run it again after an interruption.
     Migrate {
@@ -100,6 +105,25 @@ enum Command {
         /// data/clickstamp.sqlite beside it).
         #[arg(long)]
         from_sqlite: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AnalyticsCommand {
+    /// Send the store's history (clicks, then conversions) to ClickHouse. Resumable;
+    /// harmless to repeat; can run beside a serving node.
+    Backfill {
+        /// The TOML config file; it has an [analytics] section.
+        #[arg(long)]
+        config: PathBuf,
+        /// Send everything again, even after a finished backfill.
+        #[arg(long)]
+        restart: bool,
+    },
+    /// Print the export backlog, the backfill's state and whether ClickHouse answers.
+    Status {
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -245,6 +269,19 @@ pub fn main() -> ExitCode {
             println!("{}", ops::admin(c, "POST", &path)?);
             Ok(())
         }),
+        Command::Analytics { command } => {
+            let (path, restart, backfill) = match &command {
+                AnalyticsCommand::Backfill { config, restart } => (config, *restart, true),
+                AnalyticsCommand::Status { config } => (config, false, false),
+            };
+            match config::load(path) {
+                Ok(c) => analytics_command(c, backfill, restart),
+                Err(errors) => {
+                    eprint!("{}: {errors}", path.display());
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Migrate {
             config,
             from_sqlite,
@@ -271,6 +308,100 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+/// `clickstamp analytics backfill|status`: opens the store itself (as a node named
+/// after the command, so a serving node's leases are left alone).
+fn analytics_command(config: Config, backfill: bool, restart: bool) -> ExitCode {
+    init_logging(config.server.log_format);
+    let Some(analytics_config) = config.analytics.clone() else {
+        eprintln!("clickstamp analytics: the config has no [analytics] section");
+        return ExitCode::from(2);
+    };
+    let Ok(runtime) = tokio::runtime::Runtime::new() else {
+        eprintln!("clickstamp analytics: cannot start a runtime");
+        return ExitCode::from(1);
+    };
+    let metrics = Arc::new(Metrics::new());
+    let node = if backfill {
+        "analytics-backfill"
+    } else {
+        "analytics-status"
+    };
+    let store = match crate::store::open(&config.store, node, metrics.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("clickstamp analytics: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let client = match crate::analytics::ClickHouse::new(&analytics_config.clickhouse) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("clickstamp analytics: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        let mut out = std::io::stdout().lock();
+        if backfill {
+            crate::analytics::backfill::run(store.as_ref(), &client, restart, &mut out)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        } else {
+            analytics_status(store.as_ref(), &client, &mut out).await
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("clickstamp analytics: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn analytics_status(
+    store: &dyn crate::store::Store,
+    client: &crate::analytics::ClickHouse,
+    out: &mut dyn std::io::Write,
+) -> Result<(), String> {
+    let backlog = store.export_backlog().await.map_err(|e| e.to_string())?;
+    let cursor = store.backfill_cursor().await.map_err(|e| e.to_string())?;
+    let lag = backlog
+        .oldest_ms
+        .map_or(0, |t| (crate::store::export::now_ms() - t).max(0));
+    let _ = writeln!(
+        out,
+        "export queue: {} transactions, {} changes waiting; oldest {:.1} s ago",
+        backlog.entries,
+        backlog.changes,
+        lag as f64 / 1000.0
+    );
+    let _ = writeln!(
+        out,
+        "backfill:     {}",
+        if cursor.done {
+            "complete (reports read ClickHouse)".to_string()
+        } else {
+            format!(
+                "not complete (reports read the store); run `clickstamp analytics backfill` (at click {}, conversion {})",
+                cursor.click_after.as_deref().unwrap_or("-"),
+                cursor.conversion_after.map_or("-".into(), |c| c.to_string())
+            )
+        }
+    );
+    match client.ping().await {
+        Ok(version) => {
+            let _ = writeln!(out, "clickhouse:   answers (version {version})");
+            Ok(())
+        }
+        Err(e) => {
+            let _ = writeln!(out, "clickhouse:   NOT answering: {e}");
+            Err("ClickHouse does not answer".into())
+        }
     }
 }
 
@@ -399,6 +530,12 @@ fn serve(config: Config) -> ExitCode {
     server.add_service(main);
     server.add_service(admin);
     server.add_service(outbox);
+    if tracker.analytics.is_some() {
+        server.add_service(pingora::services::background::background_service(
+            "clickstamp analytics",
+            crate::analytics::Exporter::new(tracker.clone()),
+        ));
+    }
     let store_name = match &config.store.backend {
         crate::config::StoreBackend::Sqlite => config.store.path.display().to_string(),
         crate::config::StoreBackend::Postgres(_) => "postgres".to_string(),

@@ -105,6 +105,56 @@ pub struct Config {
     pub pixel: PixelConfig,
     /// TLS on the main listener, when configured.
     pub tls: Option<TlsConfig>,
+    /// `[analytics]`: reports from a column store, when configured.
+    pub analytics: Option<AnalyticsConfig>,
+}
+
+/// `[analytics]`: clicks and conversions streamed to ClickHouse, and reports read
+/// from there.
+#[derive(Debug, Clone)]
+pub struct AnalyticsConfig {
+    /// `analytics.clickhouse`: where the tables live.
+    pub clickhouse: ClickHouseConfig,
+    /// `analytics.flush_interval`: how long an idle exporter waits before looking
+    /// for new changes again (default 1s): the export lag when traffic is light.
+    pub flush_interval: Duration,
+    /// `analytics.batch_max`: store write transactions exported per ClickHouse
+    /// insert (default 2000); under load a batch fills at once and is sent without
+    /// waiting for the interval.
+    pub batch_max: usize,
+    /// `analytics.retry_max`: the longest pause between attempts while ClickHouse
+    /// is unreachable (default 30s; doubling from 1s).
+    pub retry_max: Duration,
+    /// `analytics.lease`: how long a batch claimed by this node stays its own
+    /// (PostgreSQL; default 1m): a node that dies mid-export gives its batch up then.
+    pub lease: Duration,
+}
+
+/// `analytics.clickhouse = { url, database, user_env, password_env }`
+#[derive(Clone)]
+pub struct ClickHouseConfig {
+    /// `url`: the HTTP interface (`http://127.0.0.1:8123`).
+    pub url: String,
+    /// `database`: created if missing (default `clickstamp`).
+    pub database: String,
+    /// The user named by the variable `user_env` (else ClickHouse's `default`).
+    pub user: Option<String>,
+    /// The password in the variable `password_env`. Never logged.
+    pub password: Option<String>,
+    /// `timeout`: how long one request may take (default 30s).
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for ClickHouseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClickHouseConfig")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// `[tls]`: the main listener also answers HTTPS here.
@@ -271,6 +321,9 @@ pub struct StoreConfig {
     /// full and started over (briefly holding writes), so it stays bounded under
     /// sustained load.
     pub wal_max_bytes: u64,
+    /// Every write transaction also queues what it changed for the analytics
+    /// exporter (set when `[analytics]` is configured; see `store/export.rs`).
+    pub analytics_queue: bool,
 }
 
 /// Which database holds the store.

@@ -28,6 +28,27 @@ pub struct RawConfig {
     #[serde(default)]
     pub pixel: RawPixel,
     pub tls: Option<RawTls>,
+    pub analytics: Option<RawAnalytics>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnalytics {
+    pub clickhouse: Option<RawClickHouse>,
+    pub flush_interval: Option<String>,
+    pub batch_max: Option<usize>,
+    pub retry_max: Option<String>,
+    pub lease: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClickHouse {
+    pub url: Option<String>,
+    pub database: Option<String>,
+    pub user_env: Option<String>,
+    pub password_env: Option<String>,
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

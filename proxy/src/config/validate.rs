@@ -66,6 +66,12 @@ pub fn validate(
     }
     let outbox = outbox(&raw.outbox, &mut p);
     let tls = raw.tls.as_ref().map(|t| tls(t, base_dir, &server, &mut p));
+    let analytics = raw
+        .analytics
+        .as_ref()
+        .and_then(|a| analytics(a, env, &mut p));
+    let mut store = store;
+    store.analytics_queue = analytics.is_some();
     let pixel = PixelConfig {
         grace_period: duration_field(
             "pixel.grace_period",
@@ -125,6 +131,7 @@ pub fn validate(
         outbox,
         pixel,
         tls,
+        analytics,
     })
 }
 
@@ -473,6 +480,7 @@ fn store(
         batch_max: batch_max.max(1),
         click_cache: raw.click_cache.unwrap_or(100_000),
         wal_max_bytes,
+        analytics_queue: false,
     }
 }
 
@@ -607,6 +615,125 @@ fn store_backend(
             StoreBackend::Sqlite
         }
     }
+}
+
+/// `[analytics]`. `None` (with problems recorded) when it cannot be used.
+fn analytics(
+    raw: &RawAnalytics,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Option<AnalyticsConfig> {
+    let Some(ch) = &raw.clickhouse else {
+        p.add(
+            "analytics.clickhouse",
+            "[analytics] names no database",
+            "add clickhouse = { url = \"http://127.0.0.1:8123\", database = \"clickstamp\" }, or remove [analytics]",
+        );
+        return None;
+    };
+    let url = ch.url.clone().unwrap_or_default();
+    match url::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            if !u.username().is_empty() || u.password().is_some() {
+                p.add(
+                    "analytics.clickhouse.url",
+                    "the URL carries credentials, which would end up in logs",
+                    "remove them from the URL and use user_env and password_env",
+                );
+            }
+            if u.query().is_some() || u.path() != "/" {
+                p.add(
+                    "analytics.clickhouse.url",
+                    format!("{url:?} has a path or query"),
+                    "give the HTTP interface's root, e.g. \"http://127.0.0.1:8123\"",
+                );
+            }
+        }
+        _ => p.add(
+            "analytics.clickhouse.url",
+            format!("{url:?} is not an http(s) URL"),
+            "give ClickHouse's HTTP interface, e.g. \"http://127.0.0.1:8123\"",
+        ),
+    }
+    let database = ch.database.clone().unwrap_or_else(|| "clickstamp".into());
+    let plain = database
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && database.len() <= 64
+        && database
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !plain {
+        p.add(
+            "analytics.clickhouse.database",
+            format!("{database:?} is not a plain name"),
+            "use letters, digits and underscores, starting with a letter (e.g. \"clickstamp\")",
+        );
+    }
+    let from_env = |key: &str, name: &Option<String>, p: &mut Problems| -> Option<String> {
+        let name = name.as_ref()?;
+        let value = env(name);
+        if value.is_none() {
+            p.add(
+                key,
+                format!("environment variable {name} is not set"),
+                format!("export {name} before starting clickstamp"),
+            );
+        }
+        value
+    };
+    let user = from_env("analytics.clickhouse.user_env", &ch.user_env, p);
+    let password = from_env("analytics.clickhouse.password_env", &ch.password_env, p);
+    let flush_interval = duration_field(
+        "analytics.flush_interval",
+        &raw.flush_interval,
+        Duration::from_secs(1),
+        p,
+    );
+    let retry_max = duration_field(
+        "analytics.retry_max",
+        &raw.retry_max,
+        Duration::from_secs(30),
+        p,
+    );
+    let lease = duration_field("analytics.lease", &raw.lease, Duration::from_secs(60), p);
+    let timeout = duration_field(
+        "analytics.clickhouse.timeout",
+        &ch.timeout,
+        Duration::from_secs(30),
+        p,
+    );
+    let batch_max = raw.batch_max.unwrap_or(2000);
+    if !(1..=100_000).contains(&batch_max) {
+        p.add(
+            "analytics.batch_max",
+            format!("{batch_max} write transactions per insert"),
+            "use 1 to 100000 (2000 is plenty: each holds a whole group commit)",
+        );
+    }
+    if lease <= timeout {
+        p.add(
+            "analytics.lease",
+            format!(
+                "a lease of {lease:?} can run out while one ClickHouse request ({timeout:?}) is still going"
+            ),
+            "make analytics.lease longer than analytics.clickhouse.timeout",
+        );
+    }
+    Some(AnalyticsConfig {
+        clickhouse: ClickHouseConfig {
+            url: url.trim_end_matches('/').to_string(),
+            database,
+            user,
+            password,
+            timeout,
+        },
+        flush_interval,
+        batch_max,
+        retry_max: retry_max.max(Duration::from_secs(1)),
+        lease,
+    })
 }
 
 fn secret(

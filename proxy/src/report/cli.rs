@@ -38,6 +38,10 @@ pub struct ReportArgs {
     /// json or csv.
     #[arg(long, default_value = "json")]
     pub format: String,
+    /// Where the instance reads it: auto (ClickHouse when analytics is configured
+    /// and backfilled, else the store), store, or clickhouse.
+    #[arg(long, default_value = "auto")]
+    pub source: String,
 }
 
 impl ReportArgs {
@@ -52,6 +56,7 @@ impl ReportArgs {
         let mut q = vec![
             format!("tz={}", enc(&self.tz)),
             format!("format={}", enc(&self.format)),
+            format!("source={}", enc(&self.source)),
         ];
         if let Some(g) = &self.group_by {
             q.push(format!("group_by={}", enc(g)));

@@ -55,7 +55,7 @@ pub mod params;
 pub mod render;
 
 use crate::config::Config;
-pub use params::{Dimension, Format, ParamError, ReportParams};
+pub use params::{Dimension, Format, ParamError, ReportParams, ReportSource};
 
 /// The additive figures of one row; everything else is derived from them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -144,6 +144,15 @@ pub struct Report {
     pub totals: Figures,
 }
 
+/// A report and where it was read (`store` or `clickhouse`), for the answer.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub report: Report,
+    pub source: &'static str,
+    /// Why an automatic report did not read ClickHouse, when it could have.
+    pub note: Option<String>,
+}
+
 /// What a report needs from the config to place clicks under offers and networks.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
@@ -183,6 +192,14 @@ pub enum ReportError {
     /// The store could not produce it.
     #[error("report failed: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// ClickHouse was asked for (`source=clickhouse`) and could not produce it.
+    #[error("report from ClickHouse failed: {0}")]
+    ClickHouse(#[from] crate::analytics::ClickHouseError),
+    /// ClickHouse was asked for but analytics is not configured.
+    #[error(
+        "source=clickhouse: analytics is not configured; add [analytics] or ask for source=store"
+    )]
+    NoAnalytics,
 }
 
 #[cfg(test)]

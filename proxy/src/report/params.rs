@@ -68,6 +68,29 @@ pub enum Format {
     Csv,
 }
 
+/// Where a report is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReportSource {
+    /// ClickHouse when analytics is configured and backfilled, else the store.
+    #[default]
+    Auto,
+    /// The store (`source=store`).
+    Store,
+    /// ClickHouse, or an error (`source=clickhouse`).
+    ClickHouse,
+}
+
+impl ReportSource {
+    /// The parameter's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReportSource::Auto => "auto",
+            ReportSource::Store => "store",
+            ReportSource::ClickHouse => "clickhouse",
+        }
+    }
+}
+
 /// A parsed report request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReportParams {
@@ -80,6 +103,8 @@ pub struct ReportParams {
     /// The offset days are cut in, in minutes east of UTC.
     pub tz_offset_min: i32,
     pub format: Format,
+    /// Where to read it.
+    pub source: ReportSource,
 }
 
 /// A parameter that cannot be understood. The message names the parameter and the fix.
@@ -99,7 +124,7 @@ fn err(param: &'static str, message: impl Into<String>) -> ParamError {
 
 /// The parameters [`ReportParams::from_query`] reads.
 const KNOWN_PARAMS: &[&str] = &[
-    "group_by", "group-by", "from", "to", "from_ms", "to_ms", "tz", "format",
+    "group_by", "group-by", "from", "to", "from_ms", "to_ms", "tz", "format", "source",
 ];
 
 impl ReportParams {
@@ -179,6 +204,19 @@ impl ReportParams {
                 _ => return Err(err("format", format!("{f:?}: use json or csv"))),
             };
         }
+        if let Some(source) = get("source") {
+            p.source = match source.to_ascii_lowercase().as_str() {
+                "auto" => ReportSource::Auto,
+                "store" => ReportSource::Store,
+                "clickhouse" | "analytics" => ReportSource::ClickHouse,
+                _ => {
+                    return Err(err(
+                        "source",
+                        format!("{source:?}: use store, clickhouse or auto"),
+                    ))
+                }
+            };
+        }
         Ok(p)
     }
 
@@ -206,6 +244,9 @@ impl ReportParams {
             }
             .to_string(),
         );
+        if self.source != ReportSource::Auto {
+            parts.push(format!("source={}", self.source.name()));
+        }
         parts.join("&")
     }
 }

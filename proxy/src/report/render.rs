@@ -31,6 +31,22 @@ pub fn render(report: &Report, format: Format) -> (&'static str, Vec<u8>) {
     }
 }
 
+/// An answered report in `format`: JSON also says where it was read (`source`) and,
+/// when an automatic report could not read ClickHouse, why (`note`).
+pub fn render_answered(answered: &super::Answered, format: Format) -> (&'static str, Vec<u8>) {
+    match format {
+        Format::Json => {
+            let mut doc = to_json(&answered.report);
+            doc["source"] = json!(answered.source);
+            if let Some(note) = &answered.note {
+                doc["note"] = json!(note);
+            }
+            ("application/json", doc.to_string().into_bytes())
+        }
+        Format::Csv => render(&answered.report, format),
+    }
+}
+
 /// Cents as a JSON number with at most two decimals.
 fn money(cents: i128) -> Value {
     json!(cents as f64 / 100.0)

@@ -6,6 +6,7 @@
 //! and what changes when several nodes write at once.
 
 pub mod decide;
+pub mod export;
 pub mod postgres;
 pub mod sqlite;
 
@@ -73,6 +74,15 @@ pub enum WriteOp {
     /// Put dead letters back in the queue: one (`Some(id)`) or all (`None`).
     ReplayDead {
         outbox_id: Option<i64>,
+        now_ms: u64,
+    },
+    /// Analytics progress: exported queue rows to forget (with the changes they
+    /// held and the newest one's commit time), and a backfill's position to record.
+    AnalyticsProgress {
+        exported: Vec<i64>,
+        changes: u64,
+        through_ms: Option<i64>,
+        backfill: Option<export::BackfillCursor>,
         now_ms: u64,
     },
 }
@@ -216,6 +226,38 @@ pub trait Store: Send + Sync {
         catalog: &crate::report::Catalog,
         params: &crate::report::ReportParams,
     ) -> Result<crate::report::Report, StoreError>;
+
+    /// Analytics: claim the oldest queued write transactions (at most `max_entries`,
+    /// and no more than about `max_changes` changes) and read the clicks and
+    /// conversions they changed, in their current state. `None` when nothing waits.
+    /// Where several nodes export, the claim is this node's for `lease`.
+    async fn export_claim(
+        &self,
+        max_entries: usize,
+        max_changes: u64,
+        lease: std::time::Duration,
+    ) -> Result<Option<export::ExportBatch>, StoreError>;
+
+    /// Analytics has the batch: drop its queue rows and advance the durable cursor.
+    async fn export_done(&self, batch: &export::ExportBatch) -> Result<(), StoreError>;
+
+    /// What waits to be exported.
+    async fn export_backlog(&self) -> Result<export::ExportBacklog, StoreError>;
+
+    /// Where a backfill of history stands (`done` once everything recorded before
+    /// the queue started is in analytics).
+    async fn backfill_cursor(&self) -> Result<export::BackfillCursor, StoreError>;
+
+    /// The next page of history after `from`: up to `limit` clicks in key order,
+    /// then conversions in id order.
+    async fn backfill_page(
+        &self,
+        from: &export::BackfillCursor,
+        limit: usize,
+    ) -> Result<export::HistoryPage, StoreError>;
+
+    /// Record a backfill's progress (after its page is in analytics).
+    async fn backfill_progress(&self, cursor: &export::BackfillCursor) -> Result<(), StoreError>;
 }
 
 /// The raw inbound request as journalled: everything needed to replay it.

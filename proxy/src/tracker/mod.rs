@@ -29,6 +29,8 @@ pub struct Tracker {
     /// Journal entries of unauthenticated postbacks, per client IP (see
     /// `postback::journal`).
     pub journal_limiter: crate::pixel::rate::RateLimiter,
+    /// ClickHouse, when `[analytics]` is configured.
+    pub analytics: Option<crate::analytics::Analytics>,
     max_age_ms: u64,
 }
 
@@ -37,7 +39,14 @@ impl Tracker {
     pub fn new(config: Arc<Config>, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
         let codec = ClickIdCodec::new(&config.secrets.click_id_key);
         let max_age_ms = config.max_attribution_window().as_millis() as u64;
+        let analytics_metrics =
+            crate::analytics::AnalyticsMetrics::register_or_detached(metrics.registry());
+        let analytics = config
+            .analytics
+            .as_ref()
+            .and_then(|a| crate::analytics::Analytics::new(a, analytics_metrics));
         Tracker {
+            analytics,
             config,
             codec,
             store,

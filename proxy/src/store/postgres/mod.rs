@@ -17,6 +17,7 @@
 //! - The store owns a small tokio runtime: connections and the writer run there, not on
 //!   the proxy's own threads, so no request thread ever drives another's connection.
 
+mod export;
 pub mod import;
 mod read;
 pub mod schema;
@@ -30,6 +31,7 @@ use super::{
 };
 use crate::config::{Durability, PostgresConfig, StoreConfig};
 use crate::metrics::Metrics;
+use crate::store::export::{BackfillCursor, ExportBacklog, ExportBatch, HistoryPage};
 use async_trait::async_trait;
 use clickstamp_plugins::ClickId;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -84,6 +86,7 @@ async fn forwarder(
     spool: Arc<spool::Spool>,
     outage: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    analytics: bool,
 ) {
     loop {
         tokio::time::sleep(FORWARD_EVERY).await;
@@ -104,7 +107,7 @@ async fn forwarder(
         }
         let last = batch.last().map_or(0, |(id, _)| *id);
         let writes: Vec<spool::Spooled> = batch.into_iter().map(|(_, w)| w).collect();
-        match write::forward_spooled(&pool, &writes).await {
+        match write::forward_spooled(&pool, &writes, analytics).await {
             Ok(()) => {
                 if let Err(e) = spool.remove_through(last) {
                     // Forwarded again next round: clicks are idempotent.
@@ -265,6 +268,7 @@ impl PgStore {
                 )
                 .await
                 .map_err(error)?;
+            export::on_open(&client, &node, config.analytics_queue).await?;
             Ok::<_, StoreError>((migrated, released))
         })?;
         if released > 0 {
@@ -295,6 +299,7 @@ impl PgStore {
                     metrics: metrics.clone(),
                     spool: spool.clone(),
                     outage: outage.clone(),
+                    analytics: config.analytics_queue,
                 },
                 queue.clone(),
             ));
@@ -304,6 +309,7 @@ impl PgStore {
             spool.clone(),
             outage.clone(),
             metrics.clone(),
+            config.analytics_queue,
         ));
         let cache = NonZeroUsize::new(config.click_cache.max(1)).expect("max(1) is non-zero");
         Ok(PgStore {
@@ -507,4 +513,74 @@ impl Store for PgStore {
         })
         .await
     }
+
+    async fn export_claim(
+        &self,
+        max_entries: usize,
+        max_changes: u64,
+        lease: std::time::Duration,
+    ) -> Result<Option<ExportBatch>, StoreError> {
+        let node = self.node.clone();
+        let lease_ms = lease.as_millis() as i64;
+        self.on_store(move |pool| async move {
+            export::claim(&pool, &node, max_entries, max_changes, lease_ms).await
+        })
+        .await
+    }
+
+    async fn export_done(&self, batch: &ExportBatch) -> Result<(), StoreError> {
+        let (ids, changes, through) = (batch.queue_ids.clone(), batch.changes, batch.newest_ms);
+        self.on_store(move |pool| async move {
+            progress(&pool, &ids, changes, Some(through), None).await
+        })
+        .await
+    }
+
+    async fn export_backlog(&self) -> Result<ExportBacklog, StoreError> {
+        self.on_store(|pool| async move { export::backlog(&pool).await })
+            .await
+    }
+
+    async fn backfill_cursor(&self) -> Result<BackfillCursor, StoreError> {
+        self.on_store(|pool| async move { export::cursor(&pool).await })
+            .await
+    }
+
+    async fn backfill_page(
+        &self,
+        from: &BackfillCursor,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError> {
+        let from = from.clone();
+        self.on_store(move |pool| async move { export::page(&pool, &from, limit).await })
+            .await
+    }
+
+    async fn backfill_progress(&self, cursor: &BackfillCursor) -> Result<(), StoreError> {
+        let cursor = cursor.clone();
+        self.on_store(move |pool| async move { progress(&pool, &[], 0, None, Some(&cursor)).await })
+            .await
+    }
+}
+
+/// Record analytics progress in its own transaction.
+async fn progress(
+    pool: &Pool,
+    exported: &[i64],
+    changes: u64,
+    through_ms: Option<i64>,
+    backfill: Option<&BackfillCursor>,
+) -> Result<(), StoreError> {
+    let mut client = pool.get().await.map_err(pool_error)?;
+    let tx = client.transaction().await.map_err(error)?;
+    export::progress(
+        &tx,
+        exported,
+        changes,
+        through_ms,
+        backfill,
+        crate::store::export::now_ms(),
+    )
+    .await?;
+    tx.commit().await.map_err(error)
 }

@@ -22,11 +22,18 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first. Append only: a released migration never changes.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "clicks, outbound clicks, journal, conversions, history, outbox with leases",
-    sql: include_str!("schema_v1.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "clicks, outbound clicks, journal, conversions, history, outbox with leases",
+        sql: include_str!("schema_v1.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "analytics export queue and cursor",
+        sql: include_str!("schema_v2.sql"),
+    },
+];
 
 /// The version this binary writes.
 pub fn latest() -> i32 {

@@ -5,6 +5,7 @@ use super::spool::{ClickRow, OutboundRow, Spool, Spooled};
 use super::{error, pool_error, Job};
 use crate::metrics::Metrics;
 use crate::store::decide::{pick_twin, relays_new, twin_origin, Action, Existing};
+use crate::store::export::Changes;
 use crate::store::{
     ConversionCandidate, DeliveryResult, PostbackCommit, PostbackOutcome, PostbackWrite,
     StoreError, Verdict, WriteOp, WriteResult,
@@ -37,6 +38,8 @@ pub(super) struct Writer {
     pub spool: Arc<Spool>,
     /// Set while the database is unreachable: clicks go straight to the spool.
     pub outage: Arc<AtomicBool>,
+    /// Queue each transaction's changes for the analytics exporter.
+    pub analytics: bool,
 }
 
 /// Put `ops` in the spool if they may go there; `Ok(true)` when spooled.
@@ -89,11 +92,12 @@ pub(super) async fn writer_loop(w: Writer, queue: SharedQueue) {
         metrics,
         spool,
         outage,
+        analytics,
     } = w;
     let mut jobs: Vec<Job> = Vec::with_capacity(batch_max);
     while let Some(ops) = next_batch(&queue, batch_max, &mut jobs).await {
         let started = Instant::now();
-        match commit_retrying(&pool, &jobs).await {
+        match commit_retrying(&pool, &jobs, analytics).await {
             Ok(results) => {
                 for (job, result) in jobs.iter_mut().zip(results) {
                     if let Some(done) = job.done.take() {
@@ -127,7 +131,7 @@ pub(super) async fn writer_loop(w: Writer, queue: SharedQueue) {
             Err(batch_error) => {
                 tracing::warn!(error = %batch_error, jobs = jobs.len(), "batch failed; retrying each write alone");
                 for job in jobs.iter_mut() {
-                    let alone = commit_retrying(&pool, std::slice::from_ref(job))
+                    let alone = commit_retrying(&pool, std::slice::from_ref(job), analytics)
                         .await
                         .map(|mut r| r.pop().unwrap_or_default());
                     if let Err(e) = &alone {
@@ -148,10 +152,14 @@ pub(super) async fn writer_loop(w: Writer, queue: SharedQueue) {
     }
 }
 
-async fn commit_retrying(pool: &Pool, jobs: &[Job]) -> Result<Vec<Vec<WriteResult>>, StoreError> {
+async fn commit_retrying(
+    pool: &Pool,
+    jobs: &[Job],
+    analytics: bool,
+) -> Result<Vec<Vec<WriteResult>>, StoreError> {
     let mut attempt = 0;
     loop {
-        match commit_batch(pool, jobs).await {
+        match commit_batch(pool, jobs, analytics).await {
             Err(e) if lost_a_race(&e) && attempt < RACE_RETRIES => {
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "batch lost a race with another node; again");
@@ -171,7 +179,11 @@ fn lock_name(c: &ConversionCandidate) -> String {
     format!("{}\u{1f}{}", c.click_id, c.event)
 }
 
-async fn commit_batch(pool: &Pool, jobs: &[Job]) -> Result<Vec<Vec<WriteResult>>, StoreError> {
+async fn commit_batch(
+    pool: &Pool,
+    jobs: &[Job],
+    analytics: bool,
+) -> Result<Vec<Vec<WriteResult>>, StoreError> {
     let mut client = pool.get().await.map_err(pool_error)?;
     let tx = client.transaction().await.map_err(error)?;
     let ops = || jobs.iter().flat_map(|j| j.ops.iter());
@@ -229,16 +241,46 @@ async fn commit_batch(pool: &Pool, jobs: &[Job]) -> Result<Vec<Vec<WriteResult>>
                 WriteOp::ReplayDead { outbox_id, now_ms } => {
                     WriteResult::Replayed(replay_dead(&tx, *outbox_id, *now_ms).await?)
                 }
+                WriteOp::AnalyticsProgress {
+                    exported,
+                    changes,
+                    through_ms,
+                    backfill,
+                    now_ms,
+                } => {
+                    super::export::progress(
+                        &tx,
+                        exported,
+                        *changes,
+                        *through_ms,
+                        backfill.as_ref(),
+                        *now_ms as i64,
+                    )
+                    .await?;
+                    WriteResult::Done
+                }
             });
         }
         results.push(one);
+    }
+    if analytics {
+        let changes = Changes::of(
+            jobs.iter()
+                .zip(&results)
+                .flat_map(|(job, r)| job.ops.iter().zip(r.iter().map(Some))),
+        );
+        super::export::record(&tx, &changes, crate::store::export::now_ms()).await?;
     }
     tx.commit().await.map_err(error)?;
     Ok(results)
 }
 
 /// Forward spooled writes in one transaction; committed when this returns.
-pub(super) async fn forward_spooled(pool: &Pool, writes: &[Spooled]) -> Result<(), StoreError> {
+pub(super) async fn forward_spooled(
+    pool: &Pool,
+    writes: &[Spooled],
+    analytics: bool,
+) -> Result<(), StoreError> {
     let mut client = pool.get().await.map_err(pool_error)?;
     let tx = client.transaction().await.map_err(error)?;
     let mut clicks = Vec::new();
@@ -251,6 +293,16 @@ pub(super) async fn forward_spooled(pool: &Pool, writes: &[Spooled]) -> Result<(
     }
     insert_clicks(&tx, &clicks).await?;
     insert_outbound(&tx, &outbound).await?;
+    if analytics {
+        let mut changes = Changes::default();
+        for c in &clicks {
+            changes.click(&c.click_id);
+        }
+        for o in &outbound {
+            changes.outbound(&o.click_id);
+        }
+        super::export::record(&tx, &changes, crate::store::export::now_ms()).await?;
+    }
     tx.commit().await.map_err(error)
 }
 

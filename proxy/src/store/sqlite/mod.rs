@@ -1,10 +1,12 @@
 //! The embedded store: SQLite in WAL mode, one writer thread doing group commit.
 
 mod apply;
+mod export;
 mod migrate;
 mod read;
 pub(crate) mod report;
 
+use super::export::{BackfillCursor, ExportBacklog, ExportBatch, HistoryPage};
 use super::{ConversionRow, JournalFilter, JournalRow, OutboxCounts, OutboxRow};
 use super::{Store, StoreError, StoredClick, WriteOp, WriteResult};
 use crate::config::{Durability, StoreConfig, SyncMode};
@@ -71,6 +73,8 @@ pub struct SqliteStore {
     reader: Mutex<Connection>,
     /// Reads for the outbox worker and the admin API, which may scan.
     admin_reader: Mutex<Connection>,
+    /// Reads for the analytics exporter and backfills.
+    export_reader: Arc<Mutex<Connection>>,
     recent: Mutex<LruCache<ClickId, StoredClick>>,
 }
 
@@ -86,6 +90,7 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         }
         let writer = open_writer(path, config.sync).map_err(|e| open_err(e.to_string()))?;
+        export::on_open(&writer, config.analytics_queue).map_err(|e| open_err(e.to_string()))?;
         let open_reader = || {
             Connection::open_with_flags(
                 path,
@@ -95,13 +100,15 @@ impl SqliteStore {
         };
         let reader = open_reader()?;
         let admin_reader = open_reader()?;
+        let export_reader = open_reader()?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let batch_max = config.batch_max;
+        let analytics = config.analytics_queue;
         std::thread::Builder::new()
             .name("clickstamp-store-writer".into())
             .spawn({
                 let metrics = metrics.clone();
-                move || writer_loop(writer, rx, batch_max, &metrics)
+                move || writer_loop(writer, rx, batch_max, analytics, &metrics)
             })
             .map_err(|e| open_err(e.to_string()))?;
         let checkpoint_conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
@@ -116,6 +123,7 @@ impl SqliteStore {
             queue: tx,
             durability: config.durability,
             reader: Mutex::new(reader),
+            export_reader: Arc::new(Mutex::new(export_reader)),
             admin_reader: Mutex::new(admin_reader),
             recent: Mutex::new(LruCache::new(cache)),
         })
@@ -271,6 +279,23 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<Wr
         WriteOp::ReplayDead { outbox_id, now_ms } => {
             WriteResult::Replayed(apply::replay_dead(tx, *outbox_id, *now_ms)?)
         }
+        WriteOp::AnalyticsProgress {
+            exported,
+            changes,
+            through_ms,
+            backfill,
+            now_ms,
+        } => {
+            export::progress(
+                tx,
+                exported,
+                *changes,
+                *through_ms,
+                backfill.as_ref(),
+                *now_ms as i64,
+            )?;
+            WriteResult::Done
+        }
     })
 }
 
@@ -283,7 +308,11 @@ fn lock_not_taken(e: &rusqlite::Error) -> bool {
     )
 }
 
-fn commit_batch(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Vec<WriteResult>>> {
+fn commit_batch(
+    conn: &mut Connection,
+    jobs: &[Job],
+    analytics: bool,
+) -> rusqlite::Result<Vec<Vec<WriteResult>>> {
     // IMMEDIATE: take the write lock up front, waiting (busy timeout) while the
     // checkpointer restarts the WAL. A deferred transaction would read first and then
     // fail to upgrade its outdated snapshot, without waiting.
@@ -296,6 +325,14 @@ fn commit_batch(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Vec
         }
         results.push(one);
     }
+    if analytics {
+        let changes = crate::store::export::Changes::of(
+            jobs.iter()
+                .zip(&results)
+                .flat_map(|(job, r)| job.ops.iter().zip(r.iter().map(Some))),
+        );
+        export::record(&tx, &changes, crate::store::export::now_ms())?;
+    }
     tx.commit()?;
     Ok(results)
 }
@@ -307,6 +344,7 @@ fn writer_loop(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Job>,
     batch_max: usize,
+    analytics: bool,
     metrics: &Metrics,
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(batch_max);
@@ -335,7 +373,7 @@ fn writer_loop(
         }
         busy = jobs.len() > 1;
         let started = Instant::now();
-        match commit_batch(&mut conn, &jobs) {
+        match commit_batch(&mut conn, &jobs, analytics) {
             Ok(results) => {
                 for (job, result) in jobs.iter_mut().zip(results) {
                     if let Some(done) = job.done.take() {
@@ -362,7 +400,7 @@ fn writer_loop(
                 tracing::warn!(error = %batch_error, jobs = jobs.len(), "batch failed; retrying each write alone");
                 // One poisoned write must not fail its neighbours: retry each job alone.
                 for job in jobs.iter_mut() {
-                    let alone = commit_batch(&mut conn, std::slice::from_ref(job))
+                    let alone = commit_batch(&mut conn, std::slice::from_ref(job), analytics)
                         .map(|mut r| r.pop().unwrap_or_default())
                         .map_err(StoreError::from);
                     if let Err(e) = &alone {
@@ -485,5 +523,71 @@ impl Store for SqliteStore {
         tokio::task::spawn_blocking(move || report_file(&path, &catalog, &params))
             .await
             .unwrap_or_else(|e| Err(StoreError::Backend(format!("report task failed: {e}"))))
+    }
+
+    async fn export_claim(
+        &self,
+        max_entries: usize,
+        max_changes: u64,
+        _lease: std::time::Duration,
+    ) -> Result<Option<ExportBatch>, StoreError> {
+        self.on_export_reader(move |conn| export::claim(conn, max_entries, max_changes))
+            .await
+    }
+
+    async fn export_done(&self, batch: &ExportBatch) -> Result<(), StoreError> {
+        self.write(vec![WriteOp::AnalyticsProgress {
+            exported: batch.queue_ids.clone(),
+            changes: batch.changes,
+            through_ms: Some(batch.newest_ms),
+            backfill: None,
+            now_ms: crate::store::export::now_ms() as u64,
+        }])
+        .await
+        .map(drop)
+    }
+
+    async fn export_backlog(&self) -> Result<ExportBacklog, StoreError> {
+        self.on_export_reader(export::backlog).await
+    }
+
+    async fn backfill_cursor(&self) -> Result<BackfillCursor, StoreError> {
+        self.on_export_reader(export::cursor).await
+    }
+
+    async fn backfill_page(
+        &self,
+        from: &BackfillCursor,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError> {
+        let from = from.clone();
+        self.on_export_reader(move |conn| export::page(conn, &from, limit))
+            .await
+    }
+
+    async fn backfill_progress(&self, cursor: &BackfillCursor) -> Result<(), StoreError> {
+        self.write(vec![WriteOp::AnalyticsProgress {
+            exported: Vec::new(),
+            changes: 0,
+            through_ms: None,
+            backfill: Some(cursor.clone()),
+            now_ms: crate::store::export::now_ms() as u64,
+        }])
+        .await
+        .map(drop)
+    }
+}
+
+impl SqliteStore {
+    /// Run `f` on the exporter's connection, off the async workers (exports and
+    /// backfills read many rows).
+    async fn on_export_reader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.export_reader.clone();
+        tokio::task::spawn_blocking(move || f(&conn.lock()).map_err(StoreError::from))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Backend(format!("export task failed: {e}"))))
     }
 }

@@ -112,3 +112,27 @@ DROP INDEX IF EXISTS conversions_by_campaign_time;
 DROP INDEX IF EXISTS history_by_conversion;
 DROP INDEX IF EXISTS conversions_by_click;
 DROP INDEX IF EXISTS conversions_by_click_event;
+
+-- What analytics has not exported yet: one row per write transaction that changed a
+-- click, an outbound click or a conversion, written only while [analytics] is
+-- configured (see store/export.rs). Rows are deleted once exported.
+CREATE TABLE IF NOT EXISTS analytics_queue (
+    id          INTEGER PRIMARY KEY,
+    ts_ms       INTEGER NOT NULL,          -- committed at
+    click_lo    TEXT,                      -- key range of the clicks written
+    click_hi    TEXT,
+    outbound    TEXT NOT NULL DEFAULT '',  -- clicks whose latest /go changed, space-separated
+    conversions TEXT NOT NULL DEFAULT '',  -- conversions created or changed, space-separated ids
+    changes     INTEGER NOT NULL
+);
+
+-- Where analytics stands: one row.
+CREATE TABLE IF NOT EXISTS analytics_cursor (
+    id                  INTEGER PRIMARY KEY CHECK (id = 1),
+    exported_changes    INTEGER NOT NULL DEFAULT 0,  -- changes exported, ever
+    exported_ms         INTEGER,                     -- when the last export was acknowledged
+    exported_through_ms INTEGER,                     -- commit time of the newest change exported
+    backfill_click_after TEXT,                       -- a backfill's last click sent
+    backfill_conversion_after INTEGER,               -- and last conversion
+    backfill_done       INTEGER NOT NULL DEFAULT 0   -- history is all in analytics
+);

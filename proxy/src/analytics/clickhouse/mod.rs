@@ -1,0 +1,442 @@
+//! The ClickHouse side of analytics: the tables ([`schema`]), the rows the exporter
+//! inserts ([`rows`]) and reports read back ([`report`]), over ClickHouse's HTTP
+//! interface with the `clickhouse` crate.
+//!
+//! # Server versions
+//!
+//! Works with ClickHouse **18.16** (Debian's `clickhouse-server`) and later. That is
+//! why the client runs without schema validation (18.16 has no
+//! `RowBinaryWithNamesAndTypes`; rows go as plain `RowBinary`, so
+//! [`ClickHouse::ensure_schema`] checks the column types itself), without
+//! compression, and why the tables use no `LowCardinality`, `DateTime64` or `TTL` and
+//! inserts no `async_insert`.
+//!
+//! # What ClickHouse holds
+//!
+//! Clicks and conversions as the store exports them, keyed by click (and conversion
+//! id), one row per key after merges (`ReplacingMergeTree(version)`, read `FINAL`).
+//! Amounts are integer micro-units, rounded once as the store's report rounds them.
+//! Visitors are a 64-bit digest of (IP, User-Agent): raw addresses and user agents
+//! never reach ClickHouse. A report gives the same rows and totals as the store's
+//! on the same data (unique visitors up to a 64-bit digest collision, about n²/2⁶⁵).
+//!
+//! # Errors and secrets
+//!
+//! The password travels in the `X-ClickHouse-Key` header only; URLs with credentials
+//! are refused, and every error message is scrubbed of the password before it is
+//! built into a [`ClickHouseError`].
+
+mod report;
+mod rows;
+mod schema;
+
+#[cfg(test)]
+mod live;
+
+use crate::config::ClickHouseConfig;
+use crate::report::{Catalog, Figures, ReportParams, ReportRow};
+use crate::store::export::{ExportedClick, ExportedConversion};
+use clickhouse::sql::Identifier;
+use rows::{ClickRow, ConversionRow};
+use serde::Deserialize;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a ClickHouse call failed. No message ever contains the password.
+#[derive(Debug, thiserror::Error)]
+pub enum ClickHouseError {
+    /// The config cannot be used: a bad URL, database name or timeout.
+    #[error("ClickHouse config: {0}")]
+    Config(String),
+    /// No connection could be made or kept (refused, DNS, TLS, reset).
+    #[error("ClickHouse at {url} is unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// No complete answer within the configured timeout.
+    #[error("ClickHouse at {url} did not answer within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    /// The server refused the request; its own message (e.g. `Code: 60 …`).
+    #[error("ClickHouse refused the request: {0}")]
+    Server(String),
+    /// Tables of these names exist but are not the ones this code writes.
+    #[error("ClickHouse tables do not match: {0}; drop them or configure another database")]
+    Schema(String),
+    /// The answer could not be read.
+    #[error("unexpected answer from ClickHouse: {0}")]
+    Protocol(String),
+}
+
+/// A handle on the analytics database. Cheap to clone (the HTTP pool is shared).
+#[derive(Clone)]
+pub struct ClickHouse {
+    /// With no default database: for `CREATE DATABASE` and `ping`.
+    server: clickhouse::Client,
+    /// With the configured database: tables, inserts, reports.
+    db: clickhouse::Client,
+    database: String,
+    /// The URL as configured (never with credentials), for messages.
+    url: String,
+    timeout: Duration,
+    /// Scrubbed from every message (`None` without a password).
+    password: Option<Arc<str>>,
+}
+
+impl fmt::Debug for ClickHouse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClickHouse")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reject a URL the client should not be given: not http(s), no host, or with
+/// credentials (which would end up in logs; the password goes in a header).
+fn check_url(url: &str) -> Result<(), ClickHouseError> {
+    let bad = |why: &str| Err(ClickHouseError::Config(format!("url: {why}")));
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return bad("not a URL; give the HTTP interface, e.g. http://127.0.0.1:8123");
+    };
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return bad("use an http:// or https:// URL");
+    }
+    match uri.authority() {
+        None => bad("the URL names no host"),
+        Some(a) if a.as_str().contains('@') => {
+            // Don't echo the URL: it carries a secret.
+            bad("the URL carries credentials; use user_env and password_env")
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+impl ClickHouse {
+    /// A client for `cfg`. Makes no request (see [`ClickHouse::ping`]).
+    pub fn new(cfg: &ClickHouseConfig) -> Result<ClickHouse, ClickHouseError> {
+        check_url(&cfg.url)?;
+        if !schema::is_plain_identifier(&cfg.database) {
+            return Err(ClickHouseError::Config(format!(
+                "database {:?} is not a plain name (letters, digits, '_'; not starting with a digit)",
+                cfg.database
+            )));
+        }
+        if cfg.timeout.is_zero() {
+            return Err(ClickHouseError::Config("timeout must be above zero".into()));
+        }
+        let mut server = clickhouse::Client::default()
+            .with_url(cfg.url.as_str())
+            // 18.16 has no RowBinaryWithNamesAndTypes.
+            .with_validation(false)
+            .with_compression(clickhouse::Compression::None);
+        if let Some(user) = &cfg.user {
+            server = server.with_user(user.as_str());
+        }
+        if let Some(password) = &cfg.password {
+            server = server.with_password(password.as_str());
+        }
+        let db = server.clone().with_database(cfg.database.as_str());
+        Ok(ClickHouse {
+            server,
+            db,
+            database: cfg.database.clone(),
+            url: cfg.url.clone(),
+            timeout: cfg.timeout,
+            password: cfg
+                .password
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .map(Arc::from),
+        })
+    }
+
+    /// The server's version (`SELECT version()`): checks it answers and that the
+    /// credentials are accepted.
+    pub async fn ping(&self) -> Result<String, ClickHouseError> {
+        self.timed(self.server.query("SELECT version()").fetch_one::<String>())
+            .await
+    }
+
+    /// Create the database and both tables where missing, then check that tables
+    /// found in place have the columns (names and types) and engine this code
+    /// writes: rows go as positional RowBinary, so a mismatch must stop here rather
+    /// than store garbage. Idempotent.
+    pub async fn ensure_schema(&self) -> Result<(), ClickHouseError> {
+        self.timed(
+            self.server
+                .query("CREATE DATABASE IF NOT EXISTS ?")
+                .bind(Identifier(&self.database))
+                .execute(),
+        )
+        .await?;
+        for table in schema::TABLES {
+            self.timed(self.db.query(&table.create_sql()).execute())
+                .await?;
+        }
+        let engines: Answer = self
+            .fetch_json(
+                self.db
+                    .query("SELECT name, engine FROM system.tables WHERE database = ?")
+                    .bind(self.database.as_str()),
+            )
+            .await?;
+        for table in schema::TABLES {
+            let engine = engines
+                .data
+                .iter()
+                .find(|(name, _)| name == table.name)
+                .map(|(_, engine)| engine.as_str())
+                .ok_or_else(|| {
+                    ClickHouseError::Schema(format!("table {} was not created", table.name))
+                })?;
+            // DESCRIBE gives (name, type, default kind, default, …): keep the first two.
+            let described: DescribeAnswer = self
+                .fetch_json(
+                    self.db
+                        .query("DESCRIBE TABLE ?")
+                        .bind(Identifier(table.name)),
+                )
+                .await?;
+            let columns: Vec<(String, String)> = described
+                .data
+                .into_iter()
+                .filter_map(|cells| {
+                    let mut cells = cells.into_iter();
+                    Some((cells.next()?, cells.next()?))
+                })
+                .collect();
+            if let Some(why) = table.mismatch(engine, &columns) {
+                return Err(ClickHouseError::Schema(why));
+            }
+        }
+        Ok(())
+    }
+
+    /// Insert exported clicks and conversions (RowBinary, one request per table
+    /// that has rows; empty slices send nothing). Repeats are harmless: tables keep
+    /// the highest version of each row.
+    pub async fn insert(
+        &self,
+        clicks: &[ExportedClick],
+        conversions: &[ExportedConversion],
+    ) -> Result<(), ClickHouseError> {
+        let limit = Some(self.timeout);
+        if !clicks.is_empty() {
+            self.timed(async {
+                let mut insert = self
+                    .db
+                    .insert::<ClickRow<'_>>(schema::CLICKS.name)
+                    .await?
+                    .with_timeouts(limit, limit);
+                for click in clicks {
+                    insert.write(&ClickRow::of(click)).await?;
+                }
+                insert.end().await
+            })
+            .await?;
+        }
+        if !conversions.is_empty() {
+            self.timed(async {
+                let mut insert = self
+                    .db
+                    .insert::<ConversionRow<'_>>(schema::CONVERSIONS.name)
+                    .await?
+                    .with_timeouts(limit, limit);
+                for conversion in conversions {
+                    insert.write(&ConversionRow::of(conversion)).await?;
+                }
+                insert.end().await
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The report for `params`: the same rows, in the same order, and the same
+    /// totals as the store's report over the same data (see [`report`]).
+    pub async fn report(
+        &self,
+        catalog: &Catalog,
+        params: &ReportParams,
+    ) -> Result<(Vec<ReportRow>, Figures), ClickHouseError> {
+        let built = report::build(catalog, params).map_err(ClickHouseError::Config)?;
+        let mut query = self.db.query(&built.sql);
+        for value in &built.binds {
+            query = match value {
+                report::Bound::Text(text) => query.bind(text.as_str()),
+                report::Bound::Int(n) => query.bind(*n),
+                report::Bound::List(list) => query.bind(list.as_slice()),
+            };
+        }
+        // Stop the server's work too when the client gives up (18.16 does not
+        // cancel a query whose HTTP client went away).
+        query = query.with_setting(
+            "max_execution_time",
+            self.timeout.as_secs_f64().ceil().max(1.0).to_string(),
+        );
+        // A catalog of thousands of offers makes a long query; 256 KiB is the default
+        // limit.
+        if built.sql.len() > 200_000 {
+            query = query.with_setting("max_query_size", (built.sql.len() * 2).to_string());
+        }
+        let body = self
+            .timed(async { query.fetch_bytes("JSONCompact")?.collect().await })
+            .await?;
+        built
+            .parse(&body)
+            .map_err(|e| ClickHouseError::Protocol(self.scrub(e)))
+    }
+
+    /// Run `request` within the configured timeout, mapping its error.
+    async fn timed<T>(
+        &self,
+        request: impl Future<Output = clickhouse::error::Result<T>>,
+    ) -> Result<T, ClickHouseError> {
+        match tokio::time::timeout(self.timeout, request).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(self.error(e)),
+            Err(_) => Err(ClickHouseError::Timeout {
+                url: self.url.clone(),
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    /// A `JSONCompact` answer to `query`, deserialized.
+    async fn fetch_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        query: clickhouse::query::Query,
+    ) -> Result<T, ClickHouseError> {
+        let body = self
+            .timed(async { query.fetch_bytes("JSONCompact")?.collect().await })
+            .await?;
+        serde_json::from_slice(&body).map_err(|e| ClickHouseError::Protocol(e.to_string()))
+    }
+
+    fn error(&self, e: clickhouse::error::Error) -> ClickHouseError {
+        use clickhouse::error::Error;
+        let message = self.scrub(error_chain(&e));
+        match e {
+            Error::Network(_) => ClickHouseError::Unreachable {
+                url: self.url.clone(),
+                reason: message,
+            },
+            Error::TimedOut => ClickHouseError::Timeout {
+                url: self.url.clone(),
+                timeout: self.timeout,
+            },
+            Error::BadResponse(_) => {
+                ClickHouseError::Server(message.trim_start_matches("bad response: ").to_string())
+            }
+            _ => ClickHouseError::Protocol(message),
+        }
+    }
+
+    /// `message` without the password, should any part of it echo one.
+    fn scrub(&self, message: String) -> String {
+        match &self.password {
+            Some(password) if message.contains(&**password) => {
+                message.replace(&**password, "<redacted>")
+            }
+            _ => message,
+        }
+    }
+}
+
+/// An error and its causes, each once ("network error: client error (Connect):
+/// tcp connect error: Connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text.trim_end().to_string()
+}
+
+/// `system.tables` rows: (name, engine).
+#[derive(Deserialize)]
+struct Answer {
+    data: Vec<(String, String)>,
+}
+
+/// `DESCRIBE TABLE` rows: name, type and more cells, which vary by version.
+#[derive(Deserialize)]
+struct DescribeAnswer {
+    data: Vec<Vec<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str, database: &str) -> ClickHouseConfig {
+        ClickHouseConfig {
+            url: url.into(),
+            database: database.into(),
+            user: Some("tracker".into()),
+            password: Some("hunter2-secret".into()),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn config_is_checked_without_echoing_secrets() {
+        assert!(ClickHouse::new(&config("http://127.0.0.1:8123", "clickstamp")).is_ok());
+        assert!(ClickHouse::new(&config("https://ch.example:8443/", "_x1")).is_ok());
+        for (url, db) in [
+            ("127.0.0.1:8123", "clickstamp"),
+            ("ftp://127.0.0.1", "clickstamp"),
+            ("http://127.0.0.1:8123", "click-stamp"),
+            ("http://127.0.0.1:8123", "db`; DROP"),
+            ("http://127.0.0.1:8123", ""),
+        ] {
+            assert!(
+                matches!(
+                    ClickHouse::new(&config(url, db)),
+                    Err(ClickHouseError::Config(_))
+                ),
+                "{url} {db}"
+            );
+        }
+        let e =
+            ClickHouse::new(&config("http://u:hunter2-secret@127.0.0.1:8123", "d")).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let mut zero = config("http://127.0.0.1:8123", "d");
+        zero.timeout = Duration::ZERO;
+        assert!(ClickHouse::new(&zero).is_err());
+    }
+
+    #[test]
+    fn messages_are_scrubbed_of_the_password() {
+        let ch = ClickHouse::new(&config("http://127.0.0.1:8123", "d")).unwrap();
+        assert_eq!(
+            ch.scrub("Code: 193. Wrong password hunter2-secret for tracker".into()),
+            "Code: 193. Wrong password <redacted> for tracker"
+        );
+        assert!(!format!("{ch:?}").contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_reported_as_such() {
+        // A port nobody listens on: bind one, note it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let ch = ClickHouse::new(&config(&format!("http://127.0.0.1:{port}"), "d")).unwrap();
+        match ch.ping().await {
+            Err(ClickHouseError::Unreachable { url, reason }) => {
+                assert!(url.contains(&port.to_string()) && !reason.is_empty());
+            }
+            other => panic!("expected Unreachable, got {other:?}"),
+        }
+    }
+}

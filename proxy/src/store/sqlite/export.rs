@@ -1,0 +1,299 @@
+//! The embedded store's side of analytics (see `store/export.rs`): the queue row each
+//! write transaction adds, the exporter's claims, and backfill pages.
+//!
+//! One process owns the file, so a claim needs no lease: the exporter is the only
+//! reader of the queue, and its rows are deleted (through the writer) once exported.
+
+use crate::store::export::{
+    split_ids, BackfillCursor, Changes, ExportBacklog, ExportBatch, ExportedClick,
+    ExportedConversion, HistoryPage,
+};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use std::collections::BTreeSet;
+
+/// Queue what one write transaction changed (nothing when it changed nothing).
+pub(super) fn record(tx: &Transaction<'_>, changes: &Changes, now_ms: i64) -> rusqlite::Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "INSERT INTO analytics_queue (ts_ms, click_lo, click_hi, outbound, conversions, changes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        now_ms,
+        changes.click_lo,
+        changes.click_hi,
+        changes.outbound,
+        changes.conversions,
+        changes.count as i64,
+    ])?;
+    Ok(())
+}
+
+/// Start (or mark a gap in) the cursor on open. With analytics on, a store seen for
+/// the first time needs a backfill only if it already holds clicks. With analytics
+/// off, nothing is queued from now on, so history in analytics gets a gap: a cursor
+/// that exists is marked not done, and the next backfill starts over (repeats are
+/// harmless: analytics collapses them).
+pub(super) fn on_open(conn: &Connection, analytics: bool) -> rusqlite::Result<()> {
+    if analytics {
+        conn.execute(
+            "INSERT OR IGNORE INTO analytics_cursor (id, backfill_done)
+             SELECT 1, NOT EXISTS (SELECT 1 FROM clicks LIMIT 1)",
+            [],
+        )?;
+    } else {
+        conn.execute(
+            "UPDATE analytics_cursor SET backfill_done = 0, backfill_click_after = NULL,
+                 backfill_conversion_after = NULL WHERE backfill_done = 1",
+            [],
+        )?;
+        // Nothing will drain it now; a later start with analytics backfills instead.
+        conn.execute("DELETE FROM analytics_queue", [])?;
+    }
+    Ok(())
+}
+
+/// Apply the exporter's progress (inside the writer's transaction).
+pub(super) fn progress(
+    tx: &Transaction<'_>,
+    exported: &[i64],
+    changes: u64,
+    through_ms: Option<i64>,
+    backfill: Option<&BackfillCursor>,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    tx.execute("INSERT OR IGNORE INTO analytics_cursor (id) VALUES (1)", [])?;
+    if !exported.is_empty() {
+        let mut delete = tx.prepare_cached("DELETE FROM analytics_queue WHERE id = ?1")?;
+        for id in exported {
+            delete.execute([id])?;
+        }
+        tx.execute(
+            "UPDATE analytics_cursor SET exported_changes = exported_changes + ?1, exported_ms = ?2,
+                 exported_through_ms = max(coalesce(exported_through_ms, 0), coalesce(?3, 0))
+             WHERE id = 1",
+            params![changes as i64, now_ms, through_ms],
+        )?;
+    }
+    if let Some(b) = backfill {
+        tx.execute(
+            "UPDATE analytics_cursor SET backfill_click_after = ?1, backfill_conversion_after = ?2,
+                 backfill_done = ?3 WHERE id = 1",
+            params![b.click_after, b.conversion_after, b.done],
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) fn backlog(conn: &Connection) -> rusqlite::Result<ExportBacklog> {
+    conn.query_row(
+        "SELECT count(*), coalesce(sum(changes), 0), min(ts_ms) FROM analytics_queue",
+        [],
+        |r| {
+            Ok(ExportBacklog {
+                entries: r.get::<_, i64>(0)? as u64,
+                changes: r.get::<_, i64>(1)? as u64,
+                oldest_ms: r.get(2)?,
+            })
+        },
+    )
+}
+
+pub(super) fn cursor(conn: &Connection) -> rusqlite::Result<BackfillCursor> {
+    Ok(conn
+        .query_row(
+            "SELECT backfill_click_after, backfill_conversion_after, backfill_done
+             FROM analytics_cursor WHERE id = 1",
+            [],
+            |r| {
+                Ok(BackfillCursor {
+                    click_after: r.get(0)?,
+                    conversion_after: r.get(1)?,
+                    done: r.get(2)?,
+                })
+            },
+        )
+        .optional()?
+        .unwrap_or_default())
+}
+
+/// A click's columns, with its latest `/go` (offer and time): two seeks in
+/// `outbound_clicks`' key.
+const CLICK_COLUMNS: &str = "c.click_id, c.ts_ms, c.campaign_id, c.source_id, c.sub1, c.sub2, c.sub3, c.sub4, c.sub5,
+    c.cost, c.ip, c.user_agent,
+    (SELECT o.offer_id FROM outbound_clicks o WHERE o.click_id = c.click_id ORDER BY o.ts_ms DESC, o.seq DESC LIMIT 1),
+    coalesce((SELECT max(o.ts_ms) FROM outbound_clicks o WHERE o.click_id = c.click_id), 0)";
+
+fn click_row(r: &Row<'_>) -> rusqlite::Result<ExportedClick> {
+    Ok(ExportedClick {
+        click_id: r.get(0)?,
+        ts_ms: r.get(1)?,
+        campaign_id: r.get(2)?,
+        source_id: r.get(3)?,
+        sub_ids: [r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?],
+        cost: r.get(9)?,
+        ip: r.get(10)?,
+        user_agent: r.get(11)?,
+        last_offer_id: r.get(12)?,
+        last_offer_ms: r.get(13)?,
+    })
+}
+
+/// A conversion with its click's attributes; its offer falls back to the click's
+/// latest `/go`, as the store's own report does.
+const CONVERSION_COLUMNS: &str = "v.id, v.click_id, c.ts_ms, c.campaign_id, c.source_id,
+    c.sub1, c.sub2, c.sub3, c.sub4, c.sub5,
+    coalesce(v.offer_id, (SELECT o.offer_id FROM outbound_clicks o WHERE o.click_id = c.click_id
+                          ORDER BY o.ts_ms DESC, o.seq DESC LIMIT 1)),
+    v.network_id, v.payout, v.status, v.updated_ms,
+    coalesce((SELECT max(o.ts_ms) FROM outbound_clicks o WHERE o.click_id = c.click_id), 0)";
+
+fn conversion_row(r: &Row<'_>) -> rusqlite::Result<ExportedConversion> {
+    Ok(ExportedConversion {
+        id: r.get(0)?,
+        click_id: r.get(1)?,
+        click_ts_ms: r.get(2)?,
+        campaign_id: r.get(3)?,
+        source_id: r.get(4)?,
+        sub_ids: [r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?],
+        offer_id: r.get(10)?,
+        network_id: r.get(11)?,
+        payout: r.get(12)?,
+        status: r.get(13)?,
+        updated_ms: r.get(14)?,
+        last_offer_ms: r.get(15)?,
+    })
+}
+
+/// The oldest queue rows (up to `max_entries`, stopping once `max_changes` is
+/// reached) and what they changed, read in one read transaction.
+pub(super) fn claim(
+    conn: &Connection,
+    max_entries: usize,
+    max_changes: u64,
+) -> rusqlite::Result<Option<ExportBatch>> {
+    conn.execute_batch("BEGIN")?;
+    let result = claim_in_snapshot(conn, max_entries, max_changes);
+    let _ = conn.execute_batch("COMMIT");
+    result
+}
+
+fn claim_in_snapshot(
+    conn: &Connection,
+    max_entries: usize,
+    max_changes: u64,
+) -> rusqlite::Result<Option<ExportBatch>> {
+    let mut batch = ExportBatch::default();
+    let mut ranges: Vec<(String, String)> = Vec::new();
+    let mut outbound: BTreeSet<String> = BTreeSet::new();
+    let mut conversions: BTreeSet<i64> = BTreeSet::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, ts_ms, click_lo, click_hi, outbound, conversions, changes
+             FROM analytics_queue ORDER BY id LIMIT ?1",
+        )?;
+        let mut rows = stmt.query([max_entries as i64])?;
+        while let Some(r) = rows.next()? {
+            let changes = r.get::<_, i64>(6)? as u64;
+            if !batch.queue_ids.is_empty() && batch.changes + changes > max_changes {
+                break;
+            }
+            batch.queue_ids.push(r.get(0)?);
+            let ts: i64 = r.get(1)?;
+            if batch.queue_ids.len() == 1 {
+                batch.oldest_ms = ts;
+            }
+            batch.newest_ms = batch.newest_ms.max(ts);
+            batch.changes += changes;
+            if let (Some(lo), Some(hi)) = (r.get::<_, Option<String>>(2)?, r.get(3)?) {
+                ranges.push((lo, hi));
+            }
+            outbound.extend(split_ids(&r.get::<_, String>(4)?).map(str::to_string));
+            conversions
+                .extend(split_ids(&r.get::<_, String>(5)?).filter_map(|s| s.parse::<i64>().ok()));
+        }
+    }
+    if batch.queue_ids.is_empty() {
+        return Ok(None);
+    }
+    let mut in_range = conn.prepare_cached(&format!(
+        "SELECT {CLICK_COLUMNS} FROM clicks c WHERE c.click_id >= ?1 AND c.click_id <= ?2"
+    ))?;
+    let ranges = crate::store::export::merge_ranges(ranges);
+    for (lo, hi) in &ranges {
+        for click in in_range.query_map([lo, hi], click_row)? {
+            batch.clicks.push(click?);
+        }
+    }
+    let mut one = conn.prepare_cached(&format!(
+        "SELECT {CLICK_COLUMNS} FROM clicks c WHERE c.click_id = ?1"
+    ))?;
+    let mut of_click = conn.prepare_cached("SELECT id FROM conversions WHERE click_id = ?1")?;
+    for id in &outbound {
+        // A new `/go` moves the click's offer, and the offer its conversions fall
+        // back to: both are sent again.
+        if !ranges.iter().any(|(lo, hi)| lo <= id && id <= hi) {
+            if let Some(click) = one.query_row([id], click_row).optional()? {
+                batch.clicks.push(click);
+            }
+        }
+        for conversion in of_click.query_map([id], |r| r.get::<_, i64>(0))? {
+            conversions.insert(conversion?);
+        }
+    }
+    let mut conversion = conn.prepare_cached(&format!(
+        "SELECT {CONVERSION_COLUMNS} FROM conversions v JOIN clicks c ON c.click_id = v.click_id
+         WHERE v.id = ?1"
+    ))?;
+    for id in conversions {
+        if let Some(v) = conversion.query_row([id], conversion_row).optional()? {
+            batch.conversions.push(v);
+        }
+    }
+    Ok(Some(batch))
+}
+
+/// The next page of history after `from`.
+pub(super) fn page(
+    conn: &Connection,
+    from: &BackfillCursor,
+    limit: usize,
+) -> rusqlite::Result<HistoryPage> {
+    let mut page = HistoryPage {
+        next: from.clone(),
+        ..Default::default()
+    };
+    if from.conversion_after.is_none() {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {CLICK_COLUMNS} FROM clicks c WHERE c.click_id > ?1 ORDER BY c.click_id LIMIT ?2"
+        ))?;
+        let after = from.click_after.clone().unwrap_or_default();
+        for click in stmt.query_map(params![after, limit as i64], click_row)? {
+            page.clicks.push(click?);
+        }
+        if let Some(last) = page.clicks.last() {
+            page.next.click_after = Some(last.click_id.clone());
+        }
+        if page.clicks.len() == limit {
+            return Ok(page);
+        }
+        // Clicks are done: conversions from the start.
+        page.next.conversion_after = Some(0);
+        return Ok(page);
+    }
+    let after = from.conversion_after.unwrap_or(0);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CONVERSION_COLUMNS} FROM conversions v JOIN clicks c ON c.click_id = v.click_id
+         WHERE v.id > ?1 ORDER BY v.id LIMIT ?2"
+    ))?;
+    for v in stmt.query_map(params![after, limit as i64], conversion_row)? {
+        page.conversions.push(v?);
+    }
+    match page.conversions.last() {
+        Some(last) => page.next.conversion_after = Some(last.id),
+        None => page.next.done = true,
+    }
+    Ok(page)
+}
