@@ -52,12 +52,12 @@ where
         return;
     };
     let outcome = tokio::spawn(body(ch.clone())).await;
-    ch.timed(
+    ch.call(|| {
         ch.server
             .query("DROP DATABASE IF EXISTS ?")
             .bind(clickhouse::sql::Identifier(&ch.database))
-            .execute(),
-    )
+            .execute()
+    })
     .await
     .unwrap();
     if let Err(e) = outcome {
@@ -403,10 +403,51 @@ async fn errors_name_the_problem_without_the_password() {
     cfg.timeout = Duration::from_millis(300);
     let slow = ClickHouse::new(&cfg).unwrap();
     let e = slow
-        .timed(slow.server.query("SELECT sleep(2)").execute())
+        .call(|| slow.server.query("SELECT sleep(2)").execute())
         .await
         .unwrap_err();
     assert!(matches!(e, ClickHouseError::Timeout { .. }), "{e:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs a ClickHouse server: set CLICKSTAMP_TEST_CLICKHOUSE_URL"]
+async fn tables_that_are_not_ours_are_refused() {
+    on_fresh_database(|ch: ClickHouse| async move {
+        let run = |sql: &'static str| {
+            let ch = ch.clone();
+            async move { ch.call(|| ch.db.query(sql).execute()).await.unwrap() }
+        };
+        ch.call(|| {
+            ch.server
+                .query("CREATE DATABASE ?")
+                .bind(clickhouse::sql::Identifier(&ch.database))
+                .execute()
+        })
+        .await
+        .unwrap();
+        // An older layout: cost as a float, no visitor.
+        run(
+            "CREATE TABLE clicks (click_id String, ts_ms Int64, cost Float64, version UInt64) \
+             ENGINE = ReplacingMergeTree(version) ORDER BY click_id",
+        )
+        .await;
+        match ch.ensure_schema().await {
+            Err(ClickHouseError::Schema(why)) => {
+                assert!(why.contains("campaign_id (String) is missing"), "{why}");
+                assert!(why.contains("visitor (UInt64) is missing"), "{why}");
+            }
+            other => panic!("expected a schema error, got {other:?}"),
+        }
+        run("DROP TABLE clicks").await;
+        run("CREATE TABLE clicks (click_id String) ENGINE = Log").await;
+        match ch.ensure_schema().await {
+            Err(ClickHouseError::Schema(why)) => assert!(why.contains("engine Log"), "{why}"),
+            other => panic!("expected a schema error, got {other:?}"),
+        }
+        run("DROP TABLE clicks").await;
+        ch.ensure_schema().await.unwrap();
+    })
+    .await;
 }
 
 /// Volume: `CLICKSTAMP_TEST_CLICKHOUSE_ROWS` clicks (default 200000) through
@@ -431,8 +472,11 @@ async fn timings(ch: ClickHouse) {
     let conversions: Vec<ExportedConversion> =
         data.conversions.iter().map(|(c, _)| c.clone()).collect();
     let started = Instant::now();
-    for (clicks, conversions) in clicks.chunks(10_000).zip(conversions.chunks(10_000)) {
-        ch.insert(clicks, conversions).await.unwrap();
+    for batch in clicks.chunks(10_000) {
+        ch.insert(batch, &[]).await.unwrap();
+    }
+    for batch in conversions.chunks(10_000) {
+        ch.insert(&[], batch).await.unwrap();
     }
     eprintln!(
         "inserted {} clicks + {} conversions in batches of 10000: {:?}",
@@ -463,27 +507,4 @@ async fn timings(ch: ClickHouse) {
             ours.0.len()
         );
     }
-}
-
-#[tokio::test]
-#[ignore = "scratch"]
-async fn scratch_idle_reuse() {
-    on_fresh_database(|ch: ClickHouse| async move {
-        ch.ensure_schema().await.unwrap();
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(crate::store::sqlite::SCHEMA).unwrap();
-        let mut rng = StdRng::seed_from_u64(7);
-        let data = generate(&mut conn, &mut rng, 100, 0x0190_0000_0000);
-        let clicks: Vec<ExportedClick> = data.clicks.iter().map(|(c, _)| c.clone()).collect();
-        ch.insert(&clicks, &[]).await.unwrap();
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        eprintln!("insert after async idle: {:?}", ch.insert(&clicks, &[]).await);
-        std::thread::sleep(Duration::from_secs(5));
-        eprintln!("insert after blocked runtime: {:?}", ch.insert(&clicks, &[]).await);
-        std::thread::sleep(Duration::from_secs(5));
-        eprintln!("ping after blocked runtime: {:?}", ch.ping().await);
-        std::thread::sleep(Duration::from_secs(1));
-        eprintln!("insert after 1s blocked runtime: {:?}", ch.insert(&clicks, &[]).await);
-    })
-    .await;
 }

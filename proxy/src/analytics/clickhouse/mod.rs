@@ -92,8 +92,9 @@ impl fmt::Debug for ClickHouse {
     }
 }
 
-/// Reject a URL the client should not be given: not http(s), no host, or with
-/// credentials (which would end up in logs; the password goes in a header).
+/// Reject a URL the client should not be given: not http(s), no host, with
+/// credentials (which would end up in logs; the password goes in a header) or with
+/// a query.
 fn check_url(url: &str) -> Result<(), ClickHouseError> {
     let bad = |why: &str| Err(ClickHouseError::Config(format!("url: {why}")));
     let Ok(uri) = url.parse::<http::Uri>() else {
@@ -108,6 +109,8 @@ fn check_url(url: &str) -> Result<(), ClickHouseError> {
             // Don't echo the URL: it carries a secret.
             bad("the URL carries credentials; use user_env and password_env")
         }
+        // A `?database=` would quietly override the configured database.
+        Some(_) if uri.query().is_some() => bad("the URL has a query; give the server's root"),
         Some(_) => Ok(()),
     }
 }
@@ -154,7 +157,7 @@ impl ClickHouse {
     /// The server's version (`SELECT version()`): checks it answers and that the
     /// credentials are accepted.
     pub async fn ping(&self) -> Result<String, ClickHouseError> {
-        self.timed(self.server.query("SELECT version()").fetch_one::<String>())
+        self.call(|| self.server.query("SELECT version()").fetch_one::<String>())
             .await
     }
 
@@ -163,16 +166,16 @@ impl ClickHouse {
     /// writes: rows go as positional RowBinary, so a mismatch must stop here rather
     /// than store garbage. Idempotent.
     pub async fn ensure_schema(&self) -> Result<(), ClickHouseError> {
-        self.timed(
+        self.call(|| {
             self.server
                 .query("CREATE DATABASE IF NOT EXISTS ?")
                 .bind(Identifier(&self.database))
-                .execute(),
-        )
+                .execute()
+        })
         .await?;
         for table in schema::TABLES {
-            self.timed(self.db.query(&table.create_sql()).execute())
-                .await?;
+            let sql = table.create_sql();
+            self.call(|| self.db.query(&sql).execute()).await?;
         }
         let engines: Answer = self
             .fetch_json(
@@ -223,7 +226,7 @@ impl ClickHouse {
     ) -> Result<(), ClickHouseError> {
         let limit = Some(self.timeout);
         if !clicks.is_empty() {
-            self.timed(async {
+            self.call(|| async {
                 let mut insert = self
                     .db
                     .insert::<ClickRow<'_>>(schema::CLICKS.name)
@@ -237,7 +240,7 @@ impl ClickHouse {
             .await?;
         }
         if !conversions.is_empty() {
-            self.timed(async {
+            self.call(|| async {
                 let mut insert = self
                     .db
                     .insert::<ConversionRow<'_>>(schema::CONVERSIONS.name)
@@ -260,7 +263,8 @@ impl ClickHouse {
         catalog: &Catalog,
         params: &ReportParams,
     ) -> Result<(Vec<ReportRow>, Figures), ClickHouseError> {
-        let built = report::build(catalog, params).map_err(ClickHouseError::Config)?;
+        let built = report::build(catalog, params)
+            .map_err(|e| ClickHouseError::Config(format!("report: {e}")))?;
         let mut query = self.db.query(&built.sql);
         for value in &built.binds {
             query = match value {
@@ -281,19 +285,34 @@ impl ClickHouse {
             query = query.with_setting("max_query_size", (built.sql.len() * 2).to_string());
         }
         let body = self
-            .timed(async { query.fetch_bytes("JSONCompact")?.collect().await })
+            .call(|| {
+                let query = query.clone();
+                async move { query.fetch_bytes("JSONCompact")?.collect().await }
+            })
             .await?;
         built
             .parse(&body)
             .map_err(|e| ClickHouseError::Protocol(self.scrub(e)))
     }
 
-    /// Run `request` within the configured timeout, mapping its error.
-    async fn timed<T>(
-        &self,
-        request: impl Future<Output = clickhouse::error::Result<T>>,
-    ) -> Result<T, ClickHouseError> {
-        match tokio::time::timeout(self.timeout, request).await {
+    /// Run the request `send` makes, within the configured timeout, mapping its
+    /// error. A request that failed on the connection is sent once more: a pooled
+    /// connection can have been closed by the server while this process could not
+    /// notice (a runtime blocked past ClickHouse's 3 s keep-alive gets "connection
+    /// closed before message completed" on the next insert). Every request here can
+    /// be repeated: DDL is `IF NOT EXISTS`, reads read, and an insert sent twice
+    /// stores the same versions twice, which the tables collapse.
+    async fn call<T, Fut>(&self, send: impl Fn() -> Fut) -> Result<T, ClickHouseError>
+    where
+        Fut: Future<Output = clickhouse::error::Result<T>>,
+    {
+        let attempts = async {
+            match send().await {
+                Err(clickhouse::error::Error::Network(_)) => send().await,
+                done => done,
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempts).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.error(e)),
             Err(_) => Err(ClickHouseError::Timeout {
@@ -309,7 +328,10 @@ impl ClickHouse {
         query: clickhouse::query::Query,
     ) -> Result<T, ClickHouseError> {
         let body = self
-            .timed(async { query.fetch_bytes("JSONCompact")?.collect().await })
+            .call(|| {
+                let query = query.clone();
+                async move { query.fetch_bytes("JSONCompact")?.collect().await }
+            })
             .await?;
         serde_json::from_slice(&body).map_err(|e| ClickHouseError::Protocol(e.to_string()))
     }
@@ -396,6 +418,7 @@ mod tests {
             ("http://127.0.0.1:8123", "click-stamp"),
             ("http://127.0.0.1:8123", "db`; DROP"),
             ("http://127.0.0.1:8123", ""),
+            ("http://127.0.0.1:8123/?database=other", "clickstamp"),
         ] {
             assert!(
                 matches!(

@@ -297,3 +297,138 @@ pub(super) fn page(
     }
     Ok(page)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::Connection;
+
+    fn store() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(crate::store::sqlite::SCHEMA).unwrap();
+        let tx = conn.transaction().unwrap();
+        for (id, ts) in [("0a", 10), ("0b", 20), ("0c", 30), ("0z", 90)] {
+            tx.execute(
+                "INSERT INTO clicks (click_id, ts_ms, campaign_id, source_id, entry)
+                 VALUES (?1, ?2, 'camp', 'src', 'landing')",
+                params![id, ts],
+            )
+            .unwrap();
+        }
+        // Two /go of 0b: the later one is its offer.
+        for (ts, seq, offer) in [(25, 1, "first"), (26, 2, "second")] {
+            tx.execute(
+                "INSERT INTO outbound_clicks (click_id, ts_ms, seq, campaign_id, offer_id)
+                 VALUES ('0b', ?1, ?2, 'camp', ?3)",
+                params![ts, seq, offer],
+            )
+            .unwrap();
+        }
+        tx.execute(
+            "INSERT INTO conversions (id, dedup_key, click_id, campaign_id, source_id, event, payout,
+                 status, origin, created_ms, updated_ms)
+             VALUES (7, 'k', '0b', 'camp', 'src', 'conversion', 2.5, 'approved', 's2s', 40, 41)",
+            [],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        conn
+    }
+
+    fn queue(conn: &mut Connection, changes: &Changes, ts: i64) {
+        let tx = conn.transaction().unwrap();
+        record(&tx, changes, ts).unwrap();
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn a_claim_reads_what_its_queue_rows_changed_in_the_current_state() {
+        let mut conn = store();
+        let mut first = Changes::default();
+        first.click("0a");
+        first.click("0b");
+        queue(&mut conn, &first, 100);
+        let mut second = Changes::default();
+        second.outbound("0z");
+        second.conversion(7);
+        queue(&mut conn, &second, 200);
+        queue(&mut conn, &Changes::default(), 300);
+
+        let batch = claim(&conn, 10, 1_000).unwrap().unwrap();
+        assert_eq!(batch.queue_ids.len(), 2, "an empty change queues nothing");
+        assert_eq!((batch.oldest_ms, batch.newest_ms, batch.changes), (100, 200, 4));
+        let clicks: Vec<&str> = batch.clicks.iter().map(|c| c.click_id.as_str()).collect();
+        assert_eq!(clicks, ["0a", "0b", "0z"], "the range, then the /go outside it");
+        let b = &batch.clicks[1];
+        assert_eq!(
+            (b.last_offer_id.as_deref(), b.last_offer_ms, b.version()),
+            (Some("second"), 26, 26)
+        );
+        assert_eq!(batch.conversions.len(), 1);
+        let v = &batch.conversions[0];
+        assert_eq!(
+            (v.id, v.click_ts_ms, v.offer_id.as_deref(), v.version()),
+            (7, 20, Some("second"), 41),
+            "the conversion falls back to its click's latest /go"
+        );
+
+        // Bounded by changes: the first row always goes, the second would pass 3.
+        let small = claim(&conn, 10, 3).unwrap().unwrap();
+        assert_eq!(small.queue_ids, batch.queue_ids[..1]);
+
+        let tx = conn.transaction().unwrap();
+        progress(&tx, &batch.queue_ids, batch.changes, Some(200), None, 500).unwrap();
+        tx.commit().unwrap();
+        assert!(claim(&conn, 10, 1_000).unwrap().is_none());
+        let left = backlog(&conn).unwrap();
+        assert_eq!((left.entries, left.changes, left.oldest_ms), (0, 0, None));
+        let exported: (i64, i64) = conn
+            .query_row(
+                "SELECT exported_changes, exported_through_ms FROM analytics_cursor",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(exported, (4, 200));
+    }
+
+    #[test]
+    fn backfill_pages_walk_clicks_then_conversions_and_finish() {
+        let conn = store();
+        let mut cursor = BackfillCursor::default();
+        let mut clicks = Vec::new();
+        let mut conversions = Vec::new();
+        for _ in 0..10 {
+            let page = page(&conn, &cursor, 3).unwrap();
+            clicks.extend(page.clicks.iter().map(|c| c.click_id.clone()));
+            conversions.extend(page.conversions.iter().map(|v| v.id));
+            cursor = page.next;
+            if cursor.done {
+                break;
+            }
+        }
+        assert!(cursor.done);
+        assert_eq!(clicks, ["0a", "0b", "0c", "0z"]);
+        assert_eq!(conversions, [7]);
+    }
+
+    #[test]
+    fn turning_analytics_off_marks_history_incomplete_and_drops_the_queue() {
+        let mut conn = store();
+        on_open(&conn, true).unwrap();
+        assert!(!cursor(&conn).unwrap().done, "a store with clicks needs a backfill");
+        conn.execute("UPDATE analytics_cursor SET backfill_done = 1", [])
+            .unwrap();
+        let mut c = Changes::default();
+        c.click("0a");
+        queue(&mut conn, &c, 1);
+        on_open(&conn, false).unwrap();
+        assert!(!cursor(&conn).unwrap().done);
+        assert_eq!(backlog(&conn).unwrap().entries, 0);
+
+        let empty = Connection::open_in_memory().unwrap();
+        empty.execute_batch(crate::store::sqlite::SCHEMA).unwrap();
+        on_open(&empty, true).unwrap();
+        assert!(cursor(&empty).unwrap().done, "an empty store has no history");
+    }
+}

@@ -1,70 +1,10 @@
-//! A report read from ClickHouse: one query that groups and counts server-side and
-//! returns the same rows and totals as the store's own report
-//! ([`crate::store::sqlite::report`] fed to [`crate::report::aggregate`]).
-//!
-//! # The query
-//!
-//! ```text
-//! SELECT <keys>, countIf(kind = 1), uniqExactIf(visitor, kind = 1), countIf(kind = 2),
-//!        <cost and payout sums, in two halves each>
-//! FROM (
-//!     SELECT <offer> AS o, <key>…, 1 AS kind, visitor, cost, 0 AS payout
-//!     FROM (SELECT <columns> FROM clicks FINAL WHERE click_id >= ? AND click_id < ?)
-//!   UNION ALL
-//!     SELECT <offer> AS o, <key>…, if(status IN (?, ?), 2, 0) AS kind, 0, 0, payout
-//!     FROM (SELECT <columns> FROM conversions FINAL WHERE click_id >= ? AND click_id < ?)
-//! )
-//! GROUP BY <keys> WITH TOTALS
-//! ```
-//!
-//! - **Latest versions only.** Each table is read `FINAL` in a subquery filtered on
-//!   the key alone, so every version of a row is there to be replaced. The status of
-//!   a conversion is only looked at afterwards, and not as a filter at all: an
-//!   uncounted conversion becomes `kind = 0`, which no figure counts (a filter could
-//!   be pushed below `FINAL` by the optimizer, where a stale version would survive).
-//!   Groups left with nothing counted are dropped here, as the store never forms them.
-//! - **Offer and network** come from the catalog, bound as arrays to `transform`:
-//!   the recorded offer, else the campaign's sole offer; the conversion's network,
-//!   else the offer's. `transform` needs a non-null default, so "not found" is a
-//!   sentinel string chosen to differ from every catalog value, mapped to `NULL`.
-//! - **Exact sums.** ClickHouse sums `Int64` in `Int64`, which a few million payouts
-//!   at the limit overflow. Each amount `x` is split into `x >> 32` (arithmetic:
-//!   `Int64`) and `x & 0xffffffff` (`0 ..= 2³²-1`, summed as `UInt64`); neither sum
-//!   can wrap below 2³² rows in a group, and `hi · 2³² + lo` recombines them exactly
-//!   in 128 bits here.
-//! - **Days** are `floor((ts_ms + offset) / DAY_MS)` (`intDiv` truncates, so one is
-//!   taken off for negative remainders), formatted with the store's `format_date`.
-//! - **Rows and totals in one pass:** `WITH TOTALS` gives the overall figures,
-//!   including the overall distinct visitor count, which rows cannot be summed into.
-//!   The answer is read as `JSONCompact` (64-bit integers come quoted; plain numbers
-//!   are accepted too) and sorted here by key exactly as the store sorts.
-//!
-//! Every value goes in through the client's `?` binding; dimension names never
-//! reach the SQL, only column names chosen from [`Dimension`].
+//! Building the report query (see the [parent](super) for its shape).
 
+use super::{Bound, ReportQuery};
 use crate::report::aggregate::{key_range, Needed, COUNTED_STATUSES};
-use crate::report::params::{format_date, Dimension, DAY_MS};
-use crate::report::{Catalog, Figures, ReportParams, ReportRow};
-use serde::Deserialize;
-use serde_json::Value;
+use crate::report::params::{Dimension, DAY_MS};
+use crate::report::{Catalog, ReportParams};
 use std::collections::HashMap;
-
-/// A value bound to the next `?` of the query.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Bound {
-    Text(String),
-    Int(i64),
-    List(Vec<String>),
-}
-
-/// A report query ready to send: SQL with `?` placeholders and their values in
-/// order.
-#[derive(Debug, Clone)]
-pub(super) struct ReportQuery {
-    pub sql: String,
-    pub binds: Vec<Bound>,
-    dims: Vec<Dimension>,
-}
 
 /// SQL text and the values of its placeholders, built side by side so they cannot
 /// drift apart.
@@ -332,7 +272,10 @@ fn branch(
 }
 
 /// Build the report query for `params` over `catalog`.
-pub(super) fn build(catalog: &Catalog, params: &ReportParams) -> Result<ReportQuery, String> {
+pub(in crate::analytics::clickhouse) fn build(
+    catalog: &Catalog,
+    params: &ReportParams,
+) -> Result<ReportQuery, String> {
     let dims = params.group_by.clone();
     let needed = Needed::of(params);
     let lookups = Lookups::new(catalog);
@@ -382,110 +325,6 @@ pub(super) fn build(catalog: &Catalog, params: &ReportParams) -> Result<ReportQu
         binds: sql.binds,
         dims,
     })
-}
-
-/// What `JSONCompact` carries that a report needs.
-#[derive(Deserialize)]
-struct Answer {
-    data: Vec<Vec<Value>>,
-    #[serde(default)]
-    totals: Option<Vec<Value>>,
-}
-
-/// The figures a row ends with: clicks, unique, conversions, cost hi/lo, payout hi/lo.
-const FIGURE_CELLS: usize = 7;
-
-/// An integer cell: quoted (64-bit integers, by default) or a plain number.
-fn integer(cell: &Value) -> Result<i128, String> {
-    match cell {
-        Value::String(s) => s.parse::<i128>().ok(),
-        Value::Number(n) => n
-            .as_i64()
-            .map(i128::from)
-            .or_else(|| n.as_u64().map(i128::from)),
-        _ => None,
-    }
-    .ok_or_else(|| format!("expected an integer, got {cell}"))
-}
-
-fn count(cell: &Value) -> Result<u64, String> {
-    u64::try_from(integer(cell)?).map_err(|_| format!("expected a count, got {cell}"))
-}
-
-/// A sum from its halves: `Σ(x >> 32) · 2³² + Σ(x & 0xffffffff)`.
-pub(super) fn recombine(high_sum: i128, low_sum: i128) -> i128 {
-    high_sum * (1i128 << 32) + low_sum
-}
-
-fn figures(cells: &[Value]) -> Result<Figures, String> {
-    let [clicks, unique, conversions, cost_hi, cost_lo, payout_hi, payout_lo] = cells else {
-        return Err(format!(
-            "expected {FIGURE_CELLS} figures, got {}",
-            cells.len()
-        ));
-    };
-    Ok(Figures {
-        clicks: count(clicks)?,
-        unique_clicks: count(unique)?,
-        conversions: count(conversions)?,
-        revenue_micros: recombine(integer(payout_hi)?, integer(payout_lo)?),
-        cost_micros: recombine(integer(cost_hi)?, integer(cost_lo)?),
-    })
-}
-
-fn key(d: Dimension, cell: &Value) -> Result<Option<String>, String> {
-    match (d, cell) {
-        (Dimension::Day, _) => {
-            let day = i64::try_from(integer(cell)?).map_err(|_| format!("day {cell}"))?;
-            Ok(Some(format_date(day)))
-        }
-        (_, Value::Null) => Ok(None),
-        (_, Value::String(s)) => Ok(Some(s.clone())),
-        _ => Err(format!("expected a {d} value, got {cell}")),
-    }
-}
-
-impl ReportQuery {
-    /// The rows (sorted by key, as the store sorts them) and totals in a
-    /// `JSONCompact` answer to this query.
-    pub fn parse(&self, body: &[u8]) -> Result<(Vec<ReportRow>, Figures), String> {
-        let answer: Answer = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-        let n = self.dims.len();
-        let mut rows = Vec::with_capacity(answer.data.len());
-        for cells in &answer.data {
-            if cells.len() != n + FIGURE_CELLS {
-                return Err(format!(
-                    "a row has {} cells, expected {}",
-                    cells.len(),
-                    n + FIGURE_CELLS
-                ));
-            }
-            let keys = self
-                .dims
-                .iter()
-                .zip(cells)
-                .map(|(d, cell)| key(*d, cell))
-                .collect::<Result<_, _>>()?;
-            rows.push(ReportRow {
-                keys,
-                figures: figures(&cells[n..])?,
-            });
-        }
-        // A group of uncounted conversions only: the store never forms it.
-        rows.retain(|r| r.figures.clicks > 0 || r.figures.conversions > 0);
-        let totals = if n == 0 {
-            // No grouping: the one row is the total (present even over nothing).
-            rows.first().map(|r| r.figures).unwrap_or_default()
-        } else {
-            match &answer.totals {
-                Some(cells) if cells.len() == n + FIGURE_CELLS => figures(&cells[n..])?,
-                Some(cells) => return Err(format!("totals have {} cells", cells.len())),
-                None => Figures::default(),
-            }
-        };
-        rows.sort_unstable_by(|a, b| a.keys.cmp(&b.keys));
-        Ok((rows, totals))
-    }
 }
 
 #[cfg(test)]
@@ -685,108 +524,5 @@ mod tests {
         let lookups = Lookups::new(&catalog);
         assert_eq!(lookups.campaigns, ["a", "b"]);
         assert_eq!(lookups.sole_offers, ["2", "3"], "the later pair wins");
-    }
-
-    /// What the server computes per amount, mirrored: `x >> 32` and `x & 0xffffffff`.
-    fn halves(x: i64) -> (i128, i128) {
-        (i128::from(x >> 32), i128::from(x & 0xffff_ffff))
-    }
-
-    #[test]
-    fn halves_recombine_exactly_with_negatives_and_extremes() {
-        let amounts = [
-            0,
-            1,
-            -1,
-            4_294_967_295,
-            4_294_967_296,
-            -4_294_967_296,
-            -4_294_967_297,
-            -2_500_000,
-            1_000_000_000_000,
-            i64::MAX,
-            i64::MIN,
-            i64::MIN + 1,
-        ];
-        for x in amounts {
-            let (hi, lo) = halves(x);
-            assert!((0..1 << 32).contains(&lo));
-            assert_eq!(recombine(hi, lo), i128::from(x), "{x}");
-        }
-        // A sum beyond i64 in both directions.
-        for list in [
-            vec![i64::MAX, i64::MAX, 5, -3],
-            vec![i64::MIN, i64::MIN, -1, 7],
-            vec![i64::MIN, i64::MAX, -2_500_000],
-        ] {
-            let (hi, lo) = list
-                .iter()
-                .map(|x| halves(*x))
-                .fold((0, 0), |(h, l), (a, b)| (h + a, l + b));
-            assert_eq!(
-                recombine(hi, lo),
-                list.iter().map(|x| i128::from(*x)).sum::<i128>()
-            );
-        }
-    }
-
-    #[test]
-    fn answers_parse_into_sorted_rows_and_totals() {
-        let q = build(&catalog(), &params(&[Dimension::Offer, Dimension::Day])).unwrap();
-        let body = br#"{"meta": [], "data": [
-            ["offer", "20758", "3", "2", "1", "0", "30000", "0", "2500000"],
-            [null, "20757", "1", "1", "0", "-1", "4294967295", "0", "0"],
-            ["x", 20758, "0", "0", "0", "0", "0", "0", "0"],
-            ["", "20758", "0", "0", "1", "0", "0", "2", "5"]
-        ], "totals": [null, "0", "4", "3", "2", "-1", "4294997295", "2", "2500005"], "rows": 4}"#;
-        let (rows, totals) = q.parse(body).unwrap();
-        let keys: Vec<_> = rows.iter().map(|r| r.keys.clone()).collect();
-        assert_eq!(
-            keys,
-            [
-                vec![None, Some("2026-10-31".to_string())],
-                vec![Some(String::new()), Some("2026-11-01".to_string())],
-                vec![Some("offer".to_string()), Some("2026-11-01".to_string())],
-            ],
-            "sorted, None first; the group with nothing counted dropped"
-        );
-        assert_eq!(rows[0].figures.cost_micros, -1, "-2³² + 2³² - 1");
-        assert_eq!(rows[1].figures.revenue_micros, 2 * (1 << 32) + 5);
-        assert_eq!(
-            totals,
-            Figures {
-                clicks: 4,
-                unique_clicks: 3,
-                conversions: 2,
-                revenue_micros: 2 * (1 << 32) + 2_500_005,
-                cost_micros: 29_999,
-            }
-        );
-    }
-
-    #[test]
-    fn without_grouping_nothing_counted_is_no_row() {
-        let q = build(&catalog(), &params(&[])).unwrap();
-        let empty = br#"{"data": [["0", "0", "0", "0", "0", "0", "0"]]}"#;
-        let (rows, totals) = q.parse(empty).unwrap();
-        assert!(rows.is_empty() && totals == Figures::default());
-        let some = br#"{"data": [["2", "1", "0", "0", "10", "0", "0"]]}"#;
-        let (rows, totals) = q.parse(some).unwrap();
-        assert_eq!(rows.len(), 1);
-        assert!(rows[0].keys.is_empty() && rows[0].figures == totals && totals.cost_micros == 10);
-    }
-
-    #[test]
-    fn malformed_answers_are_errors_not_panics() {
-        let q = build(&catalog(), &params(&[Dimension::Campaign])).unwrap();
-        for body in [
-            &br#"{"data": [["a", "1"]]}"#[..],
-            br#"{"data": [[1, "1", "1", "0", "0", "0", "0", "0"]]}"#,
-            br#"{"data": [["a", "x", "1", "0", "0", "0", "0", "0"]]}"#,
-            br#"{"data": [["a", "-1", "1", "0", "0", "0", "0", "0"]]}"#,
-            b"Code: 60. DB::Exception: Table doesn't exist",
-        ] {
-            assert!(q.parse(body).is_err());
-        }
     }
 }
