@@ -24,7 +24,10 @@
 //!    in interleaved runs after one warm-up each, and prints the medians and their
 //!    ratio. The warm-up reports of the two backends must be identical, rows and
 //!    totals: on a mismatch it stops with a diff, so this is also a correctness check
-//!    on big data.
+//!    on big data. Where the server keeps a query log (`bench/analytics` turns it on),
+//!    it also splits ClickHouse's time into the query's own duration on the server and
+//!    the client's rest (transfer, parsing, sorting), with rows read, answer size and
+//!    memory.
 //!
 //! It ends with one summary line against the targets (campaign × sub1 × day on
 //! ClickHouse under 1 s, and at least 20× faster than the store). `bench/analytics`
@@ -471,56 +474,107 @@ fn clickhouse_text(url: &str, sql: &str) -> String {
     clickhouse_answer(url, sql).unwrap_or_else(|e| panic!("{e}"))
 }
 
+fn clickhouse_number(url: &str, sql: &str) -> u64 {
+    let text = clickhouse_text(url, sql);
+    text.parse()
+        .unwrap_or_else(|_| panic!("{sql:?} gave {text:?}, not a number"))
+}
+
 /// What ClickHouse itself logged about one report query (`system.query_log`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct ServerSide {
+    query_id: String,
+    /// Tells the three reports' queries apart (the same report sends the same text).
+    text_hash: String,
     /// The query's duration on the server, as it measured it.
     ms: f64,
     read_rows: u64,
+    result_rows: u64,
     /// The answer's size before HTTP (JSONCompact text).
     result_bytes: u64,
     memory_bytes: u64,
 }
 
-/// The report query the client finished last, from the server's query log: the one
-/// logged query of the client's (`clickhouse-rs` user agent, `WITH TOTALS`) not in
-/// `seen`. `None` when the server keeps no query log or the match is not unique.
-fn last_report_query(
-    url: &str,
-    seen: &mut std::collections::HashSet<String>,
-) -> Option<ServerSide> {
-    clickhouse_answer(url, "SYSTEM FLUSH LOGS").ok()?;
-    let text = clickhouse_answer(
-        url,
-        "SELECT query_id, query_duration_ms, read_rows, result_bytes, memory_usage
-         FROM system.query_log
-         WHERE type = 2 AND http_user_agent LIKE '%clickhouse-rs/%' AND query LIKE '%WITH TOTALS%'
-         FORMAT TSV",
-    )
-    .ok()?;
-    let fresh: Vec<Vec<&str>> = text
-        .lines()
-        .map(|line| line.split('\t').collect::<Vec<_>>())
-        .filter(|cells| cells.len() == 5 && !seen.contains(cells[0]))
-        .collect();
-    for cells in &fresh {
-        seen.insert(cells[0].to_string());
+/// Every report query the client finished, from the server's query log (the
+/// `clickhouse-rs` user agent's reads of `clicks`), once at least `expected` are
+/// there. The server logs a query's end just after its answer went out, so the last
+/// ones may take a moment to appear. `None` without a query log, or if the entries
+/// do not all show up within 10 s.
+fn logged_reports(url: &str, expected: usize) -> Option<Vec<ServerSide>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        clickhouse_answer(url, "SYSTEM FLUSH LOGS").ok()?;
+        let text = clickhouse_answer(
+            url,
+            "SELECT query_id, cityHash64(query), query_duration_ms, read_rows, result_rows,
+                 result_bytes, memory_usage
+             FROM system.query_log
+             WHERE type = 2 AND http_user_agent LIKE '%clickhouse-rs/%'
+                 AND query LIKE 'SELECT %' AND query LIKE '%clicks%'
+                 AND query NOT LIKE '%system.%'
+             ORDER BY event_time, query_start_time
+             FORMAT TSV",
+        )
+        .ok()?;
+        let entries: Vec<ServerSide> = text
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('\t').collect();
+                let [id, hash, ms, read, rows, bytes, memory] = cells.as_slice() else {
+                    return None;
+                };
+                Some(ServerSide {
+                    query_id: id.to_string(),
+                    text_hash: hash.to_string(),
+                    ms: ms.parse().ok()?,
+                    read_rows: read.parse().ok()?,
+                    result_rows: rows.parse().ok()?,
+                    result_bytes: bytes.parse().ok()?,
+                    memory_bytes: memory.parse().ok()?,
+                })
+            })
+            .collect();
+        if entries.len() >= expected {
+            return Some(entries);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    let [cells] = fresh.as_slice() else {
-        return None;
-    };
-    Some(ServerSide {
-        ms: cells[1].parse().ok()?,
-        read_rows: cells[2].parse().ok()?,
-        result_bytes: cells[3].parse().ok()?,
-        memory_bytes: cells[4].parse().ok()?,
-    })
 }
 
-fn clickhouse_number(url: &str, sql: &str) -> u64 {
-    let text = clickhouse_text(url, sql);
-    text.parse()
-        .unwrap_or_else(|_| panic!("{sql:?} gave {text:?}, not a number"))
+/// The timed runs' log entries (those not in `warm_up`), one list per report in the
+/// order of `timed`, or `None` unless each report has exactly `runs` of them. The
+/// reports' queries are told apart by their text and matched to the reports by
+/// their answer's size (totals < by campaign < by campaign × sub1 × day).
+fn server_side_runs(
+    logged: Vec<ServerSide>,
+    warm_up: &[ServerSide],
+    timed: &[Timed],
+    runs: usize,
+) -> Option<Vec<Vec<ServerSide>>> {
+    let mut by_query: std::collections::BTreeMap<String, Vec<ServerSide>> = Default::default();
+    for entry in logged {
+        if !warm_up.iter().any(|w| w.query_id == entry.query_id) {
+            by_query
+                .entry(entry.text_hash.clone())
+                .or_default()
+                .push(entry);
+        }
+    }
+    let mut groups: Vec<Vec<ServerSide>> = by_query.into_values().collect();
+    if groups.len() != timed.len() || groups.iter().any(|g| g.len() != runs) {
+        return None;
+    }
+    groups.sort_by_key(|g| g[0].result_rows);
+    let mut order: Vec<usize> = (0..timed.len()).collect();
+    order.sort_by_key(|&i| timed[i].rows);
+    let mut matched: Vec<Vec<ServerSide>> = vec![Vec::new(); timed.len()];
+    for (group, i) in groups.into_iter().zip(order) {
+        matched[i] = group;
+    }
+    Some(matched)
 }
 
 /// Wait (at most `limit`) until ClickHouse runs no merge on the benchmark's tables
@@ -624,8 +678,6 @@ struct Timed {
     rows: usize,
     store_ms: Vec<f64>,
     clickhouse_ms: Vec<f64>,
-    /// ClickHouse's own account of each timed run, where its query log had it.
-    server: Vec<ServerSide>,
 }
 
 fn main() {
@@ -786,7 +838,6 @@ fn main() {
             .expect("ClickHouse report");
         (started.elapsed().as_secs_f64() * 1e3, rows, totals)
     };
-    let mut seen_queries = std::collections::HashSet::new();
     let mut timed: Vec<Timed> = Vec::new();
     for (label, params) in &reports {
         let (_, store_rows, store_totals) = time_store(params);
@@ -797,11 +848,10 @@ fn main() {
             rows: store_rows.len(),
             store_ms: Vec::new(),
             clickhouse_ms: Vec::new(),
-            server: Vec::new(),
         });
     }
     // The warm-up queries are not among the timed ones.
-    let _ = last_report_query(&a.clickhouse_url, &mut seen_queries);
+    let warm_up = logged_reports(&a.clickhouse_url, timed.len()).unwrap_or_default();
     println!(
         "reports identical on both backends (rows and totals); timing {} runs each",
         a.runs
@@ -817,10 +867,6 @@ fn main() {
                 t.clickhouse_ms.push(time_clickhouse(params).0);
                 t.store_ms.push(time_store(params).0);
             }
-            // Read after the timed call, so the log's flush is never inside a timing.
-            if let Some(server) = last_report_query(&a.clickhouse_url, &mut seen_queries) {
-                t.server.push(server);
-            }
         }
     }
     println!();
@@ -834,8 +880,10 @@ fn main() {
             .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         format!("({lo:.1}–{hi:.1})")
     };
+    let server_runs = logged_reports(&a.clickhouse_url, timed.len() * (a.runs + 1))
+        .and_then(|logged| server_side_runs(logged, &warm_up, &timed, a.runs));
     let mut results = Vec::new();
-    for t in &timed {
+    for (i, t) in timed.iter().enumerate() {
         let (store_med, ch_med) = (median(t.store_ms.clone()), median(t.clickhouse_ms.clone()));
         let ratio = store_med / ch_med.max(1e-9);
         println!(
@@ -852,7 +900,9 @@ fn main() {
             "report": t.label, "rows": t.rows,
             "store_ms": t.store_ms, "clickhouse_ms": t.clickhouse_ms,
             "store_median_ms": store_med, "clickhouse_median_ms": ch_med, "ratio": ratio,
-            "clickhouse_server_ms": t.server.iter().map(|s| s.ms).collect::<Vec<_>>(),
+            "clickhouse_server_ms": server_runs
+                .as_ref()
+                .map(|runs| runs[i].iter().map(|s| s.ms).collect::<Vec<_>>()),
         }));
     }
     println!(
@@ -860,10 +910,7 @@ fn main() {
         a.runs,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    if timed
-        .iter()
-        .all(|t| t.server.len() == t.clickhouse_ms.len())
-    {
+    if let Some(server_runs) = &server_runs {
         println!();
         println!(
             "{:<28}{:>12}{:>12}{:>14}{:>12}{:>12}",
@@ -874,17 +921,17 @@ fn main() {
             "answer MB",
             "memory MB"
         );
-        for t in &timed {
-            let server_med = median(t.server.iter().map(|s| s.ms).collect());
-            let last = t.server.last().copied();
+        for (t, server) in timed.iter().zip(server_runs) {
+            let server_med = median(server.iter().map(|s| s.ms).collect());
+            let last = &server[server.len() - 1];
             println!(
                 "{:<28}{:>12.1}{:>12.1}{:>14}{:>12.1}{:>12.0}",
                 t.label,
                 server_med,
                 median(t.clickhouse_ms.clone()) - server_med,
-                last.map_or(0, |s| s.read_rows),
-                last.map_or(0.0, |s| s.result_bytes as f64 / 1e6),
-                last.map_or(0.0, |s| s.memory_bytes as f64 / 1e6),
+                last.read_rows,
+                last.result_bytes as f64 / 1e6,
+                last.memory_bytes as f64 / 1e6,
             );
         }
         println!(
@@ -892,7 +939,9 @@ fn main() {
              time beyond it (HTTP transfer, parsing the answer, sorting the rows)"
         );
     } else {
-        println!("(no ClickHouse query log here: server-side times not shown)");
+        println!(
+            "(ClickHouse's query log did not account for every run: server-side times not shown)"
+        );
     }
 
     let headline = timed.last().expect("three reports");
