@@ -19,6 +19,13 @@ pub const MAX_CHANGES_PER_BATCH: u64 = 100_000;
 /// The first pause after a failure; it doubles up to `analytics.retry_max`.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
+/// How often an exporter with nothing to send settles quiet click days (merges
+/// them so reports read them without `FINAL`; see `ClickHouse::settle`).
+const SETTLE_EVERY: Duration = Duration::from_secs(60);
+/// A day is settled once nothing was inserted into it for this long: today's
+/// partition, which takes every new click, stays unsettled and is read `FINAL`.
+const SETTLE_QUIET: Duration = Duration::from_secs(120);
+
 /// The analytics metrics. Labels are fixed words (`table`, `stage`), never input.
 #[derive(Clone)]
 pub struct AnalyticsMetrics {
@@ -226,6 +233,7 @@ impl BackgroundService for Exporter {
         let mut retry = FIRST_RETRY;
         let mut down_since: Option<Instant> = None;
         let mut last_lag = Instant::now() - Duration::from_secs(60);
+        let mut last_settle = Instant::now();
         loop {
             let step = if schema_ready {
                 self.step(&a).await
@@ -262,6 +270,14 @@ impl BackgroundService for Exporter {
                         );
                     }
                     retry = FIRST_RETRY;
+                    if step == Step::Idle && last_settle.elapsed() >= SETTLE_EVERY {
+                        last_settle = Instant::now();
+                        match a.client.settle(SETTLE_QUIET).await {
+                            Ok(0) => {}
+                            Ok(days) => tracing::info!(days, "analytics: click days merged; reports read them without FINAL"),
+                            Err(e) => tracing::warn!(error = %e, "analytics: cannot settle click days (reports stay exact, only slower)"),
+                        }
+                    }
                     match step {
                         Step::Sent { full: true } => Duration::ZERO,
                         _ => a.config.flush_interval,

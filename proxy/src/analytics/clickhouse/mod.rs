@@ -177,6 +177,27 @@ impl ClickHouse {
             let sql = table.create_sql();
             self.call(|| self.db.query(&sql).execute()).await?;
         }
+        self.call(|| self.db.query(schema::SETTLED_DAYS).execute())
+            .await?;
+        // Days are what settling merges: a clicks table partitioned otherwise (by an
+        // earlier layout) would be read without FINAL where it must not be.
+        let partitions: Answer1 = self
+            .fetch_json(
+                self.db
+                    .query(
+                        "SELECT DISTINCT partition FROM system.parts \
+                         WHERE database = ? AND table = ? AND active LIMIT 5",
+                    )
+                    .bind(self.database.as_str())
+                    .bind(schema::CLICKS.name),
+            )
+            .await?;
+        if let Some((p,)) = partitions.data.iter().find(|(p,)| p.len() != 8) {
+            return Err(ClickHouseError::Schema(format!(
+                "table clicks is partitioned by {p:?}, not by day (an earlier layout); \
+                 drop it and run `clickstamp analytics backfill --restart`"
+            )));
+        }
         let engines: Answer = self
             .fetch_json(
                 self.db
@@ -225,7 +246,11 @@ impl ClickHouse {
         conversions: &[ExportedConversion],
     ) -> Result<(), ClickHouseError> {
         let limit = Some(self.timeout);
+        let days = utc_days(clicks);
         if !clicks.is_empty() {
+            // Dirty before (a reader must not trust a merge that misses these rows)
+            // and after (a settle that started meanwhile must not count them in).
+            self.mark_days(&days, DIRTY).await?;
             self.call(|| async {
                 let mut insert = self
                     .db
@@ -238,6 +263,7 @@ impl ClickHouse {
                 insert.end().await
             })
             .await?;
+            self.mark_days(&days, DIRTY).await?;
         }
         if !conversions.is_empty() {
             self.call(|| async {
@@ -256,6 +282,115 @@ impl ClickHouse {
         Ok(())
     }
 
+    /// Mark click days (`YYYYMMDD`) dirty or clean as of the server's clock.
+    async fn mark_days(&self, days: &[u32], kind: u8) -> Result<(), ClickHouseError> {
+        if days.is_empty() {
+            return Ok(());
+        }
+        self.call(|| {
+            self.db
+                .query(
+                    "INSERT INTO settled_days (day, kind, at) \
+                     SELECT arrayJoin(?), ?, toUInt32(now())",
+                )
+                .bind(days)
+                .bind(kind)
+                .execute()
+        })
+        .await
+    }
+
+    /// Merge the click days that have been dirty and quiet for `quiet` (no insert
+    /// marked them since), so reports read them without `FINAL`; returns how many
+    /// days were settled. A day is marked clean as of the moment before its merge
+    /// began, and only if the merge left one merged part: rows that arrived during
+    /// the merge marked the day dirty after that moment, so it stays dirty.
+    pub async fn settle(&self, quiet: Duration) -> Result<usize, ClickHouseError> {
+        let dirty: Answer3 = self
+            .fetch_json(self.db.query(
+                "SELECT toString(day), toString(dirty), toString(toUInt32(now())) FROM \
+                 (SELECT day, maxIf(at, kind = 0) AS dirty, maxIf(at, kind = 1) AS clean \
+                 FROM settled_days GROUP BY day) WHERE dirty >= clean ORDER BY day",
+            ))
+            .await?;
+        let mut settled = 0;
+        for (day, dirty_at, now) in dirty.data {
+            let (day, dirty_at, now): (u32, u64, u64) = (
+                parse_u(&day)? as u32,
+                parse_u(&dirty_at)?,
+                parse_u(&now)?,
+            );
+            if now.saturating_sub(dirty_at) < quiet.as_secs() {
+                continue;
+            }
+            let started: String = self
+                .call(|| {
+                    self.db
+                        .query("SELECT toString(toUInt32(now()))")
+                        .fetch_one::<String>()
+                })
+                .await?;
+            let started = parse_u(&started)?;
+            self.call(|| {
+                self.db
+                    .query("OPTIMIZE TABLE clicks PARTITION ? FINAL")
+                    .bind(day)
+                    .execute()
+            })
+            .await?;
+            let parts: Answer3 = self
+                .fetch_json(
+                    self.db
+                        .query(
+                            "SELECT toString(count()), toString(min(level)), '' FROM system.parts \
+                             WHERE database = ? AND table = 'clicks' AND active AND partition = ?",
+                        )
+                        .bind(self.database.as_str())
+                        .bind(day.to_string().as_str()),
+                )
+                .await?;
+            let merged = parts.data.first().is_some_and(|(count, level, _)| {
+                count == "0" || (count == "1" && level != "0")
+            });
+            if merged {
+                self.call(|| {
+                    self.db
+                        .query("INSERT INTO settled_days (day, kind, at) VALUES (?, ?, ?)")
+                        .bind(day)
+                        .bind(CLEAN)
+                        .bind(started as u32)
+                        .execute()
+                })
+                .await?;
+                settled += 1;
+            }
+        }
+        Ok(settled)
+    }
+
+    /// The click days known to be merged, as Unix-ms ranges `[start, end)` (merged
+    /// where adjacent).
+    async fn settled_ranges(&self) -> Result<Vec<(i64, i64)>, ClickHouseError> {
+        let clean: Answer1 = self
+            .fetch_json(self.db.query(
+                "SELECT toString(day) FROM (SELECT day, maxIf(at, kind = 0) AS dirty, \
+                 maxIf(at, kind = 1) AS clean FROM settled_days GROUP BY day) \
+                 WHERE clean > dirty ORDER BY day",
+            ))
+            .await?;
+        let mut ranges: Vec<(i64, i64)> = Vec::new();
+        for (day,) in clean.data {
+            let start = day_start_ms(&day)
+                .ok_or_else(|| ClickHouseError::Protocol(format!("bad day {day:?}")))?;
+            let end = start + crate::report::params::DAY_MS;
+            match ranges.last_mut() {
+                Some((_, last_end)) if *last_end == start => *last_end = end,
+                _ => ranges.push((start, end)),
+            }
+        }
+        Ok(ranges)
+    }
+
     /// The report for `params`: the same rows, in the same order, and the same
     /// totals as the store's report over the same data (see [`report`]).
     pub async fn report(
@@ -263,7 +398,8 @@ impl ClickHouse {
         catalog: &Catalog,
         params: &ReportParams,
     ) -> Result<(Vec<ReportRow>, Figures), ClickHouseError> {
-        let built = report::build(catalog, params)
+        let settled = self.settled_ranges().await?;
+        let built = report::build(catalog, params, &settled)
             .map_err(|e| ClickHouseError::Config(format!("report: {e}")))?;
         let mut query = self.db.query(&built.sql);
         for value in &built.binds {
@@ -380,6 +516,51 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text.trim_end().to_string()
+}
+
+/// Marks in [`schema::SETTLED_DAYS`].
+const DIRTY: u8 = 0;
+const CLEAN: u8 = 1;
+
+/// The UTC days (`YYYYMMDD`) the clicks fall on, each once.
+fn utc_days(clicks: &[ExportedClick]) -> Vec<u32> {
+    let mut days: Vec<u32> = clicks
+        .iter()
+        .filter_map(|c| {
+            let date =
+                crate::report::params::format_date(c.ts_ms.div_euclid(crate::report::params::DAY_MS));
+            date.replace('-', "").parse().ok()
+        })
+        .collect();
+    days.sort_unstable();
+    days.dedup();
+    days
+}
+
+/// Unix ms at the start of the UTC day `YYYYMMDD`.
+fn day_start_ms(day: &str) -> Option<i64> {
+    if day.len() != 8 {
+        return None;
+    }
+    let date = format!("{}-{}-{}", &day[..4], &day[4..6], &day[6..]);
+    crate::report::params::parse_date(&date).map(|d| d * crate::report::params::DAY_MS)
+}
+
+fn parse_u(text: &str) -> Result<u64, ClickHouseError> {
+    text.parse()
+        .map_err(|_| ClickHouseError::Protocol(format!("not a number: {text:?}")))
+}
+
+/// One-column answers (quoted as JSON strings).
+#[derive(Deserialize)]
+struct Answer1 {
+    data: Vec<(String,)>,
+}
+
+/// Three-column answers, every cell a string.
+#[derive(Deserialize)]
+struct Answer3 {
+    data: Vec<(String, String, String)>,
 }
 
 /// `system.tables` rows: (name, engine).

@@ -19,8 +19,10 @@ pub(super) struct Table {
     pub name: &'static str,
     pub columns: &'static [Column],
     pub order_by: &'static str,
-    /// The click's Unix-ms time column the month partition comes from.
+    /// The click's Unix-ms time column the partition comes from.
     pub time_column: &'static str,
+    /// How that time is cut into partitions (`toYYYYMMDD`: a day, `toYYYYMM`: a month).
+    pub partition_by: &'static str,
 }
 
 /// The engine both tables use; `ensure_schema` refuses a table with another.
@@ -46,6 +48,9 @@ pub(super) const CLICKS: Table = Table {
     ],
     order_by: "click_id",
     time_column: "ts_ms",
+    // A day per partition: reports skip `FINAL` on days known to be merged
+    // ([`SETTLED_DAYS`]), so the unit of "merged" should be small.
+    partition_by: "toYYYYMMDD",
 };
 
 /// Column order matches [`super::rows::ConversionRow`].
@@ -70,6 +75,7 @@ pub(super) const CONVERSIONS: Table = Table {
     ],
     order_by: "(click_id, id)",
     time_column: "click_ts_ms",
+    partition_by: "toYYYYMM",
 };
 
 pub(super) const TABLES: [&Table; 2] = [&CLICKS, &CONVERSIONS];
@@ -88,10 +94,11 @@ impl Table {
         format!(
             "CREATE TABLE IF NOT EXISTS {name} ({columns}) \
              ENGINE = {ENGINE}(version) \
-             PARTITION BY toYYYYMM(toDateTime(intDiv({time}, 1000), 'UTC')) \
+             PARTITION BY {partition}(toDateTime(intDiv({time}, 1000), 'UTC')) \
              ORDER BY {order}",
             name = self.name,
             columns = columns.join(", "),
+            partition = self.partition_by,
             time = self.time_column,
             order = self.order_by,
         )
@@ -120,6 +127,15 @@ impl Table {
     }
 }
 
+/// Which click days are known to hold one merged part (no repeats left), so reports
+/// may read them without `FINAL`. Every insert of clicks marks its days dirty (kind
+/// 0) before and after it is sent; the exporter's settle step merges a quiet dirty
+/// day (`OPTIMIZE ... FINAL`) and marks it clean (kind 1) as of the time it started.
+/// A day is clean when its latest clean mark is newer than its latest dirty mark.
+/// Times are the server's (`now()`), so nodes' clocks do not matter.
+pub(super) const SETTLED_DAYS: &str = "CREATE TABLE IF NOT EXISTS settled_days \
+     (day UInt32, kind UInt8, at UInt32) ENGINE = MergeTree ORDER BY (day, kind, at)";
+
 /// A database name that can go into DDL as it is: `[A-Za-z_][A-Za-z0-9_]*`, at most
 /// 64 characters (what the config accepts).
 pub(super) fn is_plain_identifier(name: &str) -> bool {
@@ -136,7 +152,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ddl_partitions_by_the_click_month_and_keys_by_click() {
+    fn ddl_partitions_clicks_by_day_conversions_by_month_and_keys_by_click() {
         assert_eq!(
             CLICKS.create_sql(),
             "CREATE TABLE IF NOT EXISTS clicks (click_id String, ts_ms Int64, \
@@ -144,7 +160,7 @@ mod tests {
              sub2 Nullable(String), sub3 Nullable(String), sub4 Nullable(String), \
              sub5 Nullable(String), last_offer_id Nullable(String), cost_micros Int64, \
              visitor UInt64, version UInt64) ENGINE = ReplacingMergeTree(version) \
-             PARTITION BY toYYYYMM(toDateTime(intDiv(ts_ms, 1000), 'UTC')) ORDER BY click_id"
+             PARTITION BY toYYYYMMDD(toDateTime(intDiv(ts_ms, 1000), 'UTC')) ORDER BY click_id"
         );
         let conversions = CONVERSIONS.create_sql();
         assert!(conversions.ends_with(

@@ -134,6 +134,7 @@ fn key_name(i: usize, d: Dimension) -> String {
 
 /// One branch of the union: the latest version of each row of `side` in the range,
 /// with its keys and what it adds to the figures.
+#[allow(clippy::too_many_arguments)]
 fn branch(
     side: Side,
     dims: &[Dimension],
@@ -141,6 +142,7 @@ fn branch(
     lookups: &Lookups,
     offset_ms: i64,
     range: &(String, String),
+    settled: &[(i64, i64)],
 ) -> Result<Sql, String> {
     let mut sql = Sql::default();
     sql.push("SELECT ");
@@ -259,22 +261,57 @@ fn branch(
         Side::Clicks => columns.extend(["visitor", "cost_micros"]),
         Side::Conversions => columns.extend(["status", "payout_micros"]),
     }
-    sql.push(" FROM (SELECT ")
-        .push(&columns.join(", "))
-        .push(" FROM ")
-        .push(side.table())
-        .push(" FINAL WHERE click_id >= ")
-        .text(&range.0)
-        .push(" AND click_id < ")
-        .text(&range.1)
-        .push(")");
+    let columns = columns.join(", ");
+    let read = |sql: &mut Sql, final_: bool| {
+        sql.push("SELECT ")
+            .push(&columns)
+            .push(" FROM ")
+            .push(side.table())
+            .push(if final_ { " FINAL" } else { "" })
+            .push(" WHERE click_id >= ")
+            .text(&range.0)
+            .push(" AND click_id < ")
+            .text(&range.1);
+    };
+    sql.push(" FROM (");
+    if side == Side::Clicks && !settled.is_empty() {
+        // Settled days hold one merged part each: no repeats to collapse, so they
+        // are read as they are, and only the other days pay for FINAL.
+        let within = |sql: &mut Sql| {
+            sql.push("(");
+            for (i, (start, end)) in settled.iter().enumerate() {
+                if i > 0 {
+                    sql.push(" OR ");
+                }
+                sql.push("(ts_ms >= ")
+                    .bind(Bound::Int(*start))
+                    .push(" AND ts_ms < ")
+                    .bind(Bound::Int(*end))
+                    .push(")");
+            }
+            sql.push(")");
+        };
+        read(&mut sql, true);
+        sql.push(" AND NOT ");
+        within(&mut sql);
+        sql.push(" UNION ALL ");
+        read(&mut sql, false);
+        sql.push(" AND ");
+        within(&mut sql);
+    } else {
+        read(&mut sql, true);
+    }
+    sql.push(")");
     Ok(sql)
 }
 
 /// Build the report query for `params` over `catalog`.
+///
+/// `settled`: Unix-ms ranges of click days known to be merged (read without `FINAL`).
 pub(in crate::analytics::clickhouse) fn build(
     catalog: &Catalog,
     params: &ReportParams,
+    settled: &[(i64, i64)],
 ) -> Result<ReportQuery, String> {
     let dims = params.group_by.clone();
     let needed = Needed::of(params);
@@ -304,6 +341,7 @@ pub(in crate::analytics::clickhouse) fn build(
         &lookups,
         offset_ms,
         &range,
+        settled,
     )?);
     sql.push(" UNION ALL ");
     sql.append(branch(
@@ -313,6 +351,7 @@ pub(in crate::analytics::clickhouse) fn build(
         &lookups,
         offset_ms,
         &range,
+        settled,
     )?);
     sql.push(")");
     if !keys.is_empty() {
@@ -355,7 +394,7 @@ mod tests {
 
     #[test]
     fn without_grouping_one_row_of_figures_over_both_tables() {
-        let q = build(&catalog(), &params(&[])).unwrap();
+        let q = build(&catalog(), &params(&[]), &[]).unwrap();
         placeholders_match(&q);
         assert_eq!(
             q.sql,
@@ -386,10 +425,34 @@ mod tests {
     }
 
     #[test]
+    fn settled_days_are_read_without_final_and_the_rest_with_it() {
+        let day = 86_400_000;
+        let q = build(&catalog(), &params(&[]), &[(10 * day, 12 * day)]).unwrap();
+        placeholders_match(&q);
+        assert!(
+            q.sql.contains(
+                "FROM (SELECT visitor, cost_micros FROM clicks FINAL WHERE click_id >= ? AND click_id < ? \
+                 AND NOT ((ts_ms >= ? AND ts_ms < ?)) UNION ALL \
+                 SELECT visitor, cost_micros FROM clicks WHERE click_id >= ? AND click_id < ? \
+                 AND ((ts_ms >= ? AND ts_ms < ?)))"
+            ),
+            "{}",
+            q.sql
+        );
+        assert!(
+            q.sql.contains("FROM conversions FINAL"),
+            "conversions are always read FINAL: {}",
+            q.sql
+        );
+        assert!(q.binds.contains(&Bound::Int(10 * day)) && q.binds.contains(&Bound::Int(12 * day)));
+    }
+
+    #[test]
     fn keys_are_grouped_in_request_order_with_totals() {
         let q = build(
             &catalog(),
             &params(&[Dimension::Sub(2), Dimension::Campaign, Dimension::Day]),
+            &[],
         )
         .unwrap();
         placeholders_match(&q);
@@ -422,7 +485,7 @@ mod tests {
 
     #[test]
     fn offer_and_network_come_from_the_catalog() {
-        let q = build(&catalog(), &params(&[Dimension::Network, Dimension::Offer])).unwrap();
+        let q = build(&catalog(), &params(&[Dimension::Network, Dimension::Offer]), &[]).unwrap();
         placeholders_match(&q);
         assert!(q.sql.starts_with("SELECT k0, o, countIf"), "{}", q.sql);
         assert!(q.sql.contains(
@@ -444,7 +507,7 @@ mod tests {
         assert!(q.binds.contains(&Bound::List(vec!["net".into()])));
 
         // The offer alone needs no network lookup.
-        let q = build(&catalog(), &params(&[Dimension::Offer])).unwrap();
+        let q = build(&catalog(), &params(&[Dimension::Offer]), &[]).unwrap();
         placeholders_match(&q);
         assert!(
             !q.sql.contains("network_id") && !q.binds.contains(&Bound::List(vec!["net".into()]))
@@ -456,6 +519,7 @@ mod tests {
         let q = build(
             &Catalog::default(),
             &params(&[Dimension::Offer, Dimension::Network]),
+            &[],
         )
         .unwrap();
         placeholders_match(&q);
@@ -488,7 +552,7 @@ mod tests {
                 .filter(|i| mask & (1 << i) != 0)
                 .map(|i| all[i])
                 .collect();
-            let q = build(&catalog(), &params(&dims)).unwrap();
+            let q = build(&catalog(), &params(&dims), &[]).unwrap();
             placeholders_match(&q);
             assert_eq!(
                 q.sql
@@ -498,7 +562,7 @@ mod tests {
             );
             assert_eq!(q.sql.contains("GROUP BY"), !dims.is_empty());
         }
-        assert!(build(&catalog(), &params(&[Dimension::Sub(6)])).is_err());
+        assert!(build(&catalog(), &params(&[Dimension::Sub(6)]), &[]).is_err());
     }
 
     #[test]
