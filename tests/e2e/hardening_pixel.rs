@@ -90,24 +90,26 @@ fn postback(inst: &Instance, cid: &str, extra: &str) -> serde_json::Value {
 
 /// (origin, txid, payout) of every conversion of `cid`, oldest first.
 fn conversions(inst: &Instance, cid: &str) -> Vec<(String, Option<String>, f64)> {
-    let db = inst.db();
-    let mut stmt = db
-        .prepare("SELECT origin, txid, payout FROM conversions WHERE click_id = ?1 ORDER BY id")
-        .unwrap();
-    stmt.query_map([cid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    inst.rows(
+        "SELECT origin, txid, payout FROM conversions WHERE click_id = $1 ORDER BY id",
+        &[&cid],
+    )
+    .iter()
+    .map(|r| {
+        (
+            r.get_string(0),
+            r.get_opt_str(1).map(str::to_string),
+            r.get_f64(2),
+        )
+    })
+    .collect()
 }
 
 fn conversion_count(inst: &Instance, cid: &str) -> i64 {
-    inst.db()
-        .query_row(
-            "SELECT count(*) FROM conversions WHERE click_id = ?1",
-            [cid],
-            |r| r.get(0),
-        )
-        .unwrap()
+    inst.count(
+        "SELECT count(*) FROM conversions WHERE click_id = $1",
+        &[&cid],
+    )
 }
 
 fn event_id(relay: &str) -> String {
@@ -459,11 +461,7 @@ fn a_forged_click_cookie_in_front_of_the_real_one_is_skipped() {
     let forged = forge_from(&real);
     assert!(forged > real, "the forged ID looks newer");
     let both = format!("cs_camp={forged}; cs_camp={real}");
-    let clicks = |inst: &Instance| -> i64 {
-        inst.db()
-            .query_row("SELECT count(*) FROM clicks", [], |r| r.get(0))
-            .unwrap()
-    };
+    let clicks = |inst: &Instance| -> i64 { inst.count("SELECT count(*) FROM clicks", &[]) };
     assert_eq!(clicks(&inst), 1);
 
     // `/go` takes the real click, mints none and sets no cookie.

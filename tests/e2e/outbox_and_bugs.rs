@@ -107,9 +107,7 @@ fn wait_for_outbox(
 }
 
 fn conversions(inst: &Instance) -> i64 {
-    inst.db()
-        .query_row("SELECT count(*) FROM conversions", [], |r| r.get(0))
-        .unwrap()
+    inst.count("SELECT count(*) FROM conversions", &[])
 }
 
 #[test]
@@ -224,14 +222,9 @@ fn with_relay_status_changes_off_a_status_change_is_recorded_but_not_relayed() {
     );
     assert_eq!(change["status"], "status_changed", "{change}");
     assert_eq!(change["relayed"], false, "{change}");
-    let status: String = inst
-        .db()
-        .query_row(
-            "SELECT status FROM conversions WHERE click_id = ?1",
-            [&cid],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let status = inst
+        .row("SELECT status FROM conversions WHERE click_id = $1", &[&cid])
+        .get_string(0);
     assert_eq!(status, "approved", "the change itself is recorded");
     // A relay due at once would have reached the source by now.
     std::thread::sleep(Duration::from_millis(500));
@@ -337,7 +330,11 @@ fn a_journalled_413_is_refused_on_replay_never_processed_as_the_whole_body() {
     assert_eq!(conversions(&inst), 0);
 
     // An entry journalled by a version before cut records held the body's prefix and
-    // nothing saying it was cut; it too is refused, by its reason.
+    // nothing saying it was cut; it too is refused, by its reason. (Such entries only
+    // exist in embedded stores: the shared store came after cut records.)
+    if inst.is_postgres() {
+        return;
+    }
     let mut inst = inst;
     inst.kill9();
     {
@@ -359,6 +356,9 @@ fn a_journalled_413_is_refused_on_replay_never_processed_as_the_whole_body() {
 
 #[test]
 fn a_click_the_store_could_not_write_is_answered_503_and_not_counted() {
+    if clickstamp_e2e::skip_on_postgres("holds the SQLite file's write lock") {
+        return;
+    }
     let source = FakeSource::start();
     let inst = Instance::start(&body(&source, "", "", ""));
     let clicks = "clickstamp_clicks_total{campaign=\"camp\",source=\"src\"}";
@@ -389,10 +389,7 @@ fn a_click_the_store_could_not_write_is_answered_503_and_not_counted() {
     assert_eq!(inst.get("/go/offer1?tsid=OK-2&cost=0.25", &[]).status, 302);
     assert_eq!(inst.metric(clicks), 2.0);
     assert_eq!(inst.metric(cost), 0.5);
-    let stored: i64 = inst
-        .db()
-        .query_row("SELECT count(*) FROM clicks", [], |r| r.get(0))
-        .unwrap();
+    let stored = inst.count("SELECT count(*) FROM clicks", &[]);
     assert_eq!(stored, 2, "the metric and the store agree");
 }
 
@@ -431,14 +428,9 @@ fn the_pixel_event_id_is_the_stored_and_relayed_key_when_multiple_conversions_is
     assert_eq!(second["status"], "duplicate", "{second}");
     assert_eq!(second["event_id"].as_str(), Some(event_id.as_str()));
 
-    let stored: String = inst
-        .db()
-        .query_row(
-            "SELECT dedup_key FROM conversions WHERE click_id = ?1",
-            [&cid],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let stored = inst
+        .row("SELECT dedup_key FROM conversions WHERE click_id = $1", &[&cid])
+        .get_string(0);
     assert_eq!(stored, event_id, "the reply names the conversion as stored");
     let got = source.wait_for(Duration::from_secs(5), |r| !r.is_empty());
     assert_eq!(got.len(), 1, "{got:?}");
