@@ -48,9 +48,7 @@ origin = {{ upstream = "{upstream}"{extra} }}
 }
 
 fn clicks(inst: &Instance) -> i64 {
-    inst.db()
-        .query_row("SELECT count(*) FROM clicks", [], |r| r.get(0))
-        .unwrap()
+    inst.count("SELECT count(*) FROM clicks", &[])
 }
 
 #[test]
@@ -154,13 +152,9 @@ fn forwarded(
 }
 
 fn last_click_ip(inst: &Instance) -> Option<String> {
-    inst.db()
-        .query_row(
-            "SELECT ip FROM clicks ORDER BY click_id DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
+    inst.row("SELECT ip FROM clicks ORDER BY click_id DESC LIMIT 1", &[])
+        .get_opt_str(0)
+        .map(str::to_string)
 }
 
 #[test]

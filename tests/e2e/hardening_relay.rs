@@ -77,13 +77,12 @@ fn convert(inst: &Instance, cid: &str, txid: &str) -> serde_json::Value {
 }
 
 fn stored_source_click_id(inst: &Instance, cid: &str) -> Option<String> {
-    inst.db()
-        .query_row(
-            "SELECT source_click_id FROM clicks WHERE click_id = ?1",
-            [cid],
-            |r| r.get(0),
-        )
-        .expect("the click is recorded")
+    inst.row(
+        "SELECT source_click_id FROM clicks WHERE click_id = $1",
+        &[&cid],
+    )
+    .get_opt_str(0)
+    .map(str::to_string)
 }
 
 #[test]
@@ -163,13 +162,8 @@ fn landing_values_are_kept_whole_up_to_the_limit_and_refused_past_it() {
     let too_long = "x".repeat(1025);
     let cid = click(&inst, &format!("tsid={too_long}&zone={too_long}"));
     assert_eq!(stored_source_click_id(&inst, &cid), None);
-    let sub1: Option<String> = inst
-        .db()
-        .query_row("SELECT sub1 FROM clicks WHERE click_id = ?1", [&cid], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(sub1, None);
+    let sub1 = inst.row("SELECT sub1 FROM clicks WHERE click_id = $1", &[&cid]);
+    assert_eq!(sub1.get_opt_str(0), None);
     for field in ["source_click_id", "sub1"] {
         assert_eq!(
             inst.metric(&format!(
@@ -263,13 +257,6 @@ fn a_landing_value_that_is_not_utf8_is_left_out_never_replaced() {
         2.0
     );
     // The rest of the URL still counts: the sub id was kept.
-    let sub1: Option<String> = inst
-        .db()
-        .query_row(
-            "SELECT sub1 FROM clicks WHERE click_id = ?1",
-            [&first],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(sub1.as_deref(), Some("Z"));
+    let sub1 = inst.row("SELECT sub1 FROM clicks WHERE click_id = $1", &[&first]);
+    assert_eq!(sub1.get_opt_str(0), Some("Z"));
 }
