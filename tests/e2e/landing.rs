@@ -85,13 +85,7 @@ fn cookie_click(resp: &clickstamp_e2e::Response) -> String {
 const PLACEHOLDER: &str = "CLICKIDCLICKIDCLICKIDCLICKIDCLIC";
 
 fn clicks(inst: &Instance) -> i64 {
-    inst.db()
-        .query_row(
-            "SELECT count(*) FROM clicks WHERE campaign_id = 'lp'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
+    inst.value("SELECT count(*) FROM clicks WHERE campaign_id = 'lp'", &[])
 }
 
 #[test]
@@ -366,14 +360,10 @@ fn origin_down_gives_a_502_page_and_the_click_is_still_recorded() {
         .starts_with("text/html"));
     assert!(resp.text().contains("temporarily unavailable"));
     let cid = cookie_click(&resp);
-    let scid: String = inst
-        .db()
-        .query_row(
-            "SELECT source_click_id FROM clicks WHERE click_id = ?1",
-            [&cid],
-            |r| r.get(0),
-        )
-        .expect("the click is recorded");
+    let scid: String = inst.value(
+        "SELECT source_click_id FROM clicks WHERE click_id = $1",
+        &[&cid],
+    );
     assert_eq!(scid, "DOWN");
 }
 
@@ -407,14 +397,10 @@ fn a_visitor_who_hangs_up_is_counted_as_gone_and_the_origin_is_not_blamed() {
     assert!(!log.contains("origin unreachable"), "{log}");
     assert!(!log.contains("request failed"), "{log}");
     // The visit still counts: the click was recorded before the page was fetched.
-    let clicks: i64 = inst
-        .db()
-        .query_row(
-            "SELECT COUNT(*) FROM clicks WHERE source_click_id = 'GONE'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let clicks: i64 = inst.value(
+        "SELECT COUNT(*) FROM clicks WHERE source_click_id = 'GONE'",
+        &[],
+    );
     assert_eq!(clicks, 1);
 }
 

@@ -34,9 +34,7 @@ fn cookie_click(resp: &clickstamp_e2e::Response) -> String {
 }
 
 fn click_count(inst: &Instance) -> i64 {
-    inst.db()
-        .query_row("SELECT count(*) FROM clicks", [], |r| r.get(0))
-        .unwrap()
+    inst.value("SELECT count(*) FROM clicks", &[])
 }
 
 /// One CAKE offer on net.example/offer and one campaign at `/lp` proxied to `origin`
@@ -219,14 +217,10 @@ network = "cake"
             .strip_prefix(&format!("cs_{want_campaign}="))
             .unwrap_or_else(|| panic!("{host}: {cookie}"))
             .to_string();
-        let stored: String = inst
-            .db()
-            .query_row(
-                "SELECT campaign_id FROM clicks WHERE click_id = ?1",
-                [&cid],
-                |row| row.get(0),
-            )
-            .unwrap();
+        let stored: String = inst.value(
+            "SELECT campaign_id FROM clicks WHERE click_id = $1",
+            &[&cid],
+        );
         assert_eq!(stored, want_campaign, "{host}");
     }
     let (status, _, _) = get_on_host(&inst, "c.example", "/lp/");
@@ -260,14 +254,10 @@ fn an_origin_that_never_answers_gets_a_504_after_origin_timeout() {
         "answered after the 1s timeout, not the 30s default: {waited:?}"
     );
     let cid = cookie_click(&r);
-    let scid: String = inst
-        .db()
-        .query_row(
-            "SELECT source_click_id FROM clicks WHERE click_id = ?1",
-            [&cid],
-            |row| row.get(0),
-        )
-        .expect("the click was recorded before the origin was asked");
+    let scid: String = inst.value(
+        "SELECT source_click_id FROM clicks WHERE click_id = $1",
+        &[&cid],
+    );
     assert_eq!(scid, "SLOW");
 }
 
@@ -585,14 +575,10 @@ fn the_replay_cli_requeues_one_dead_letter_all_of_them_and_replays_a_journal_ent
     let (code, out) = replay_cli(&inst, &["--journal", &journal_id.to_string()]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("\"accepted\""), "{out}");
-    let payout: f64 = inst
-        .db()
-        .query_row(
-            "SELECT payout FROM conversions WHERE click_id = ?1 AND txid = 'T3'",
-            [&cid],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let payout: f64 = inst.value(
+        "SELECT payout FROM conversions WHERE click_id = $1 AND txid = 'T3'",
+        &[&cid],
+    );
     assert_eq!(payout, 4.0);
 }
 
@@ -716,14 +702,10 @@ fn async_durability_answers_clicks_at_once_and_still_stores_them() {
     // Answered before the commit: the click reaches the store a moment later.
     let deadline = Instant::now() + Duration::from_secs(5);
     let stored = loop {
-        let row: Option<String> = inst
-            .db()
-            .query_row(
-                "SELECT source_click_id FROM clicks WHERE click_id = ?1",
-                [&cid],
-                |row| row.get(0),
-            )
-            .ok();
+        let row: Option<String> = inst.value(
+            "SELECT source_click_id FROM clicks WHERE click_id = $1",
+            &[&cid],
+        );
         if row.is_some() || Instant::now() > deadline {
             break row;
         }
@@ -741,14 +723,10 @@ fn async_durability_answers_clicks_at_once_and_still_stores_them() {
         &[],
     );
     assert_eq!(r.json()["status"], "accepted", "{}", r.text());
-    let n: i64 = inst
-        .db()
-        .query_row(
-            "SELECT count(*) FROM conversions WHERE click_id = ?1",
-            [&cid],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let n: i64 = inst.value(
+        "SELECT count(*) FROM conversions WHERE click_id = $1",
+        &[&cid],
+    );
     assert_eq!(n, 1);
     let got = source.wait_for(Duration::from_secs(5), |r| !r.is_empty());
     assert!(got[0].contains("clickid=ASYNC"), "{got:?}");

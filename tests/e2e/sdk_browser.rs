@@ -127,13 +127,19 @@ fn wait_for_conversion(
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         let row = inst
-            .db()
-            .query_row(
-                "SELECT origin, payout, event, txid FROM conversions WHERE click_id = ?1",
-                [cid],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            .rows(
+                "SELECT origin, payout, event, txid FROM conversions WHERE click_id = $1",
+                &[&cid],
             )
-            .ok();
+            .first()
+            .map(|r| {
+                (
+                    r.get_string(0),
+                    r.get_f64(1),
+                    r.get_string(2),
+                    r.get_opt_str(3).map(str::to_string),
+                )
+            });
         if row.is_some() {
             return row;
         }
@@ -247,10 +253,7 @@ fn s2s_first_then_the_browser_pixel_is_one_conversion() {
     }
     let j = inst.admin_get("/api/journal?network=pixel").json();
     assert_eq!(j["entries"][0]["outcome"], "duplicate", "{j}");
-    let n: i64 = inst
-        .db()
-        .query_row("SELECT count(*) FROM conversions", [], |r| r.get(0))
-        .unwrap();
+    let n: i64 = inst.value("SELECT count(*) FROM conversions", &[]);
     assert_eq!(n, 1);
     assert_eq!(
         wait_for_conversion(&inst, &cid).unwrap().1,
@@ -363,9 +366,6 @@ fn an_unreachable_px_endpoint_throws_nothing_into_the_page() {
         pixel_beacon_bodies(&inst).is_empty(),
         "nothing reached this /px"
     );
-    let n: i64 = inst
-        .db()
-        .query_row("SELECT count(*) FROM conversions", [], |r| r.get(0))
-        .unwrap();
+    let n: i64 = inst.value("SELECT count(*) FROM conversions", &[]);
     assert_eq!(n, 0);
 }

@@ -134,26 +134,19 @@ fn https_serves_each_host_its_own_certificate_and_plain_http_stays() {
         200,
         "plain HTTP still answers"
     );
-    let n: i64 = inst
-        .db()
-        .query_row(
-            "SELECT count(*) FROM clicks WHERE source_click_id = 'TLS'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let n: i64 = inst.value(
+        "SELECT count(*) FROM clicks WHERE source_click_id = 'TLS'",
+        &[],
+    );
     assert_eq!(n, 2, "clicks over https are recorded");
 }
 
 /// The click's stored address: the one named by `source_click_id`.
 fn click_ip(inst: &Instance, source_click_id: &str) -> String {
-    inst.db()
-        .query_row(
-            "SELECT ip FROM clicks WHERE source_click_id = ?1",
-            [source_click_id],
-            |r| r.get(0),
-        )
-        .unwrap_or_else(|e| panic!("click {source_click_id}: {e}"))
+    inst.value(
+        "SELECT ip FROM clicks WHERE source_click_id = $1",
+        &[&source_click_id],
+    )
 }
 
 #[test]
@@ -251,13 +244,9 @@ fn an_https_origin_is_proxied_and_its_certificate_checked_unless_verify_tls_is_o
     // visitor gets the 502 page, and the click is still recorded.
     let refused = inst.get("/strict/page.html", &[]);
     assert_eq!(refused.status, 502, "{}", refused.text());
-    let n: i64 = inst
-        .db()
-        .query_row(
-            "SELECT count(*) FROM clicks WHERE campaign_id IN ('tolerant', 'strict')",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let n: i64 = inst.value(
+        "SELECT count(*) FROM clicks WHERE campaign_id IN ('tolerant', 'strict')",
+        &[],
+    );
     assert_eq!(n, 2);
 }

@@ -551,6 +551,19 @@ impl Instance {
             .unwrap_or_else(|| panic!("{sql:?} with {} parameter(s) found no row", params.len()))
     }
 
+    /// The first column of the first row `sql` selects, as `T` (`i64`, `f64`,
+    /// `String`, or `Option<String>`, which is `None` when there is no row or the
+    /// value is NULL). Panics, naming the query, when a required value is missing.
+    pub fn value<T: crate::store::FromStoreValue>(&self, sql: &str, params: &[&dyn SqlParam]) -> T {
+        let rows = self.rows(sql, params);
+        T::from_rows(&rows).unwrap_or_else(|| {
+            panic!(
+                "{sql:?} with {} parameter(s): no value of the type asked for in {rows:?}",
+                params.len()
+            )
+        })
+    }
+
     /// The integer `sql` selects, e.g. a `count(*)`.
     pub fn count(&self, sql: &str, params: &[&dyn SqlParam]) -> i64 {
         self.row(sql, params).get_i64(0)

@@ -388,6 +388,39 @@ impl Row {
     }
 }
 
+/// What [`crate::Instance::value`] reads out of the first row's first column.
+pub trait FromStoreValue: Sized {
+    fn from_rows(rows: &[Row]) -> Option<Self>;
+}
+
+impl FromStoreValue for i64 {
+    fn from_rows(rows: &[Row]) -> Option<Self> {
+        rows.first()?.get_opt_i64(0)
+    }
+}
+
+impl FromStoreValue for f64 {
+    fn from_rows(rows: &[Row]) -> Option<Self> {
+        rows.first()?.get_opt_f64(0)
+    }
+}
+
+impl FromStoreValue for String {
+    fn from_rows(rows: &[Row]) -> Option<Self> {
+        rows.first()?.get_opt_str(0).map(str::to_string)
+    }
+}
+
+impl FromStoreValue for Option<String> {
+    fn from_rows(rows: &[Row]) -> Option<Self> {
+        Some(
+            rows.first()
+                .and_then(|r| r.get_opt_str(0))
+                .map(str::to_string),
+        )
+    }
+}
+
 /// Run `sql` (placeholders `$1`, `$2`, ...) on a SQLite connection.
 pub fn sqlite_rows(db: &rusqlite::Connection, sql: &str, params: &[&dyn SqlParam]) -> Vec<Row> {
     let mut stmt = db
