@@ -78,7 +78,7 @@ impl ProxyHttp for ExistingProxy {
     ) -> Result<()> {
         // 2. Ask the origin for an uncompressed page when it may be rewritten.
         if let Some(visit) = &ctx.landing {
-            self.clickstamp.upstream_request(visit.campaign, upstream)?;
+            self.clickstamp.upstream_request(visit, upstream)?;
         }
         Ok(())
     }

@@ -1,4 +1,5 @@
-//! The admin listener: `/healthz`, `/metrics`, and `/api/...` behind a bearer token.
+//! The admin listener: `/healthz`, `/metrics`, and `/api/...` behind a bearer token
+//! (and, when `server.demo_relay_sink` is on, the demo's stand-in traffic source).
 
 use crate::postback::{Arrival, RawPostback};
 use crate::store::{JournalFilter, WriteOp, WriteResult};
@@ -14,16 +15,31 @@ use std::sync::Arc;
 /// The admin application.
 pub struct AdminApp {
     tracker: Arc<Tracker>,
+    console: crate::console::Console,
+    /// `POST /api/reload`'s reloader; `None` when embedded without a config file.
+    reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 impl AdminApp {
     /// An admin app over the shared tracker.
     pub fn new(tracker: Arc<Tracker>) -> Self {
-        AdminApp { tracker }
+        AdminApp {
+            tracker,
+            console: crate::console::Console::default(),
+            reloader: None,
+        }
+    }
+
+    /// Answer `POST /api/reload` with `reloader` (the config file `serve` was started
+    /// with).
+    pub fn with_reloader(mut self, reloader: Arc<crate::reload::Reloader>) -> Self {
+        self.reloader = Some(reloader);
+        self
     }
 
     fn authorized(&self, session: &ServerSession) -> bool {
-        let expected = self.tracker.config.secrets.admin_token.as_bytes();
+        let config = self.tracker.config();
+        let expected = config.secrets.admin_token.as_bytes();
         let Some(given) = session
             .req_header()
             .headers
@@ -43,7 +59,14 @@ impl AdminApp {
                 == 0
     }
 
-    async fn api(&self, method: &str, path: &str, query: &str) -> (StatusCode, serde_json::Value) {
+    /// Answer `method path?query` of the JSON API (the caller checked the token); the
+    /// console calls it too, so both behave alike.
+    pub(crate) async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+    ) -> (StatusCode, serde_json::Value) {
         let segments: Vec<&str> = path.trim_start_matches("/api/").split('/').collect();
         let q = match ApiQuery::parse(query, allowed_params(method, &segments)) {
             Ok(q) => q,
@@ -118,7 +141,11 @@ impl AdminApp {
                 },
                 None => bad_request("pass ?click=<click id>"),
             },
-            _ => not_found("no such admin endpoint (see the README's admin API section)"),
+            ("POST", ["reload"]) => match &self.reloader {
+                Some(reloader) => crate::reload::api_answer(reloader).await,
+                None => not_found("this instance has no config file to reload (embedded)"),
+            },
+            _ => not_found("no such admin endpoint (see docs/http-api.md)"),
         }
     }
 
@@ -185,9 +212,9 @@ impl AdminApp {
 
     /// Explain a click ID: why it is refused, or what the store holds for it. This is
     /// the first thing to ask at 3 a.m. when a network says "your click id is wrong".
-    async fn click(&self, id: &str) -> (StatusCode, serde_json::Value) {
+    pub(crate) async fn click(&self, id: &str) -> (StatusCode, serde_json::Value) {
         let now = Tracker::now_ms();
-        match self.tracker.verify(id, now) {
+        match self.tracker.pin().verify(id, now) {
             Err(e) => (
                 StatusCode::BAD_REQUEST,
                 json!({ "valid": false, "error": e.reason(), "message": e.to_string() }),
@@ -203,6 +230,7 @@ impl AdminApp {
                         "source": c.source_id,
                         "source_click_id": c.source_click_id,
                         "cost": c.cost,
+                        "outbound_offers": c.outbound_offer_ids,
                     }),
                 ),
                 Ok(None) => (
@@ -390,6 +418,20 @@ impl ServeHttp for AdminApp {
                 "text/plain; version=0.0.4; charset=utf-8",
                 self.tracker.metrics.render().into_bytes(),
             ),
+            crate::config::DEMO_RELAY_SINK_PATH if self.tracker.config().server.demo_relay_sink => {
+                // A stand-in traffic source: what the outbox relays is shown in the log,
+                // and the 200 marks the entry delivered.
+                let query = session.req_header().uri.query().unwrap_or("");
+                tracing::info!("demo relay received: {query}");
+                reply(
+                    StatusCode::OK,
+                    "text/plain; charset=utf-8",
+                    b"received\n".to_vec(),
+                )
+            }
+            p if crate::console::serves(p) => {
+                self.console.respond(self, &self.tracker, session).await
+            }
             p if p.starts_with("/api/") => {
                 if !self.authorized(session) {
                     self.tracker
@@ -407,7 +449,7 @@ impl ServeHttp for AdminApp {
                 if method == "GET" && p == "/api/report" {
                     // Reports answer JSON or CSV, so they bypass the JSON-only `api`.
                     let (status, ctype, body) = crate::report::http::respond(
-                        &self.tracker.config,
+                        &self.tracker.config(),
                         self.tracker.store.as_ref(),
                         self.tracker.analytics.as_ref(),
                         &query,
@@ -431,7 +473,7 @@ impl ServeHttp for AdminApp {
             }
             _ => reply_json(
                 StatusCode::NOT_FOUND,
-                json!({ "error": "not_found", "message": "admin endpoints: /healthz, /metrics, /api/..." }),
+                json!({ "error": "not_found", "message": "admin endpoints: /healthz, /metrics, /api/..., /console" }),
             ),
         }
     }

@@ -2,9 +2,10 @@
 //! a landers directory, with click capture), `/go`, and everything else refused with a
 //! reason.
 
-use crate::config::Origin;
+use crate::config::{Config, Origin};
 use crate::forwarding::ClientAddress;
 use crate::landers;
+use crate::pixel::rate::ReloadableRateLimiter;
 use crate::rewrite::hooks::LandingVisit;
 use crate::rewrite::{LandingHooks, LandingPage};
 use crate::tracker::go::GoOutcome;
@@ -25,6 +26,9 @@ use std::time::Instant;
 /// Per-request state. Pingora requires it to be `Send + Sync`.
 #[derive(Debug)]
 pub struct RequestCtx {
+    /// The config this request runs under from its first phase to its last, whatever
+    /// a reload swaps in meanwhile.
+    config: Arc<Config>,
     started: Instant,
     route: &'static str,
     outcome: &'static str,
@@ -51,18 +55,18 @@ struct UpstreamTarget {
 pub struct MainService {
     tracker: Arc<Tracker>,
     hooks: LandingHooks,
-    pixel_limiter: crate::pixel::rate::RateLimiter,
+    pixel_limiter: ReloadableRateLimiter,
 }
 
 impl MainService {
     /// The service over a shared tracker.
     pub fn new(tracker: Arc<Tracker>) -> Self {
-        let per_minute = tracker.config.pixel.rate_limit_per_minute;
+        let per_minute = tracker.config().pixel.rate_limit_per_minute;
         let hooks = LandingHooks::new(tracker.clone());
         MainService {
             tracker,
             hooks,
-            pixel_limiter: crate::pixel::rate::RateLimiter::new(per_minute, 100_000),
+            pixel_limiter: ReloadableRateLimiter::new(per_minute, 100_000),
         }
     }
 }
@@ -122,7 +126,7 @@ async fn respond_json_error(
 }
 
 impl MainService {
-    fn visit(&self, session: &Session) -> Visit {
+    fn visit(&self, config: &Config, session: &Session) -> Visit {
         let req = session.req_header();
         let header = |name: &str| {
             req.headers
@@ -137,7 +141,7 @@ impl MainService {
             .filter_map(|v| v.to_str().ok())
             .collect::<Vec<_>>()
             .join("; ");
-        let ip = client_address(&self.tracker, session)
+        let ip = client_address(config, session)
             .visitor
             .map(|ip| ip.to_string());
         Visit::new(
@@ -155,8 +159,9 @@ impl MainService {
         ctx: &mut RequestCtx,
         target: &str,
     ) -> Result<()> {
-        let visit = self.visit(session);
-        match self.tracker.go(target, &visit).await {
+        let visit = self.visit(&ctx.config, session);
+        let tracker = self.tracker.pinned(ctx.config.clone());
+        match tracker.go(target, &visit).await {
             Ok(GoOutcome::Redirect {
                 location,
                 set_cookie,
@@ -209,7 +214,7 @@ impl MainService {
         ctx: &mut RequestCtx,
         network: &str,
     ) -> Result<()> {
-        let max = self.tracker.config.postbacks.max_body_bytes;
+        let max = ctx.config.postbacks.max_body_bytes;
         let mut body = Vec::new();
         let mut truncated = false;
         let mut seen = 0usize;
@@ -237,7 +242,7 @@ impl MainService {
                     .map(|v| (k.as_str().to_string(), v.to_string()))
             })
             .collect();
-        let visit = self.visit(session);
+        let visit = self.visit(&ctx.config, session);
         let raw = crate::postback::RawPostback {
             method: req.method.as_str().to_string(),
             raw_query: req.uri.query().unwrap_or("").to_string(),
@@ -255,6 +260,7 @@ impl MainService {
         };
         let reply = self
             .tracker
+            .pinned(ctx.config.clone())
             .ingest_postback(network, raw, crate::postback::Arrival::Live)
             .await;
         ctx.outcome = reply.outcome;
@@ -317,10 +323,7 @@ impl MainService {
         // concurrent visitors.
         let stamp = stamp.filter(|(campaign, _)| {
             crate::rewrite::charset::is_html(file.content_type)
-                && file.len
-                    <= self.tracker.config.campaigns[*campaign]
-                        .rewrite
-                        .max_body_bytes as u64
+                && file.len <= ctx.config.campaigns[*campaign].rewrite.max_body_bytes as u64
         });
         let mut headers = vec![("Content-Type", file.content_type)];
         if let Some(lm) = &file.last_modified {
@@ -379,6 +382,7 @@ impl MainService {
                 .await
                 .map_err(|e| Error::because(ErrorType::FileReadError, "reading a lander", e))?;
             let (body, etag) = match self.hooks.rewrite_static(
+                &ctx.config,
                 campaign,
                 &click_id,
                 &path,
@@ -433,13 +437,12 @@ impl MainService {
 /// Who sent `session`'s request, by the configured trust rule (`server.client_ip_header`,
 /// `server.trusted_proxies`): the one answer the click row, the postback allowlist, the
 /// pixel's rate limit and the origin's forwarding headers all use.
-fn client_address(tracker: &Tracker, session: &Session) -> ClientAddress {
+fn client_address(config: &Config, session: &Session) -> ClientAddress {
     let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip());
-    tracker
-        .config
+    config
         .server
         .trust
         .resolve(peer, &session.req_header().headers)
@@ -467,6 +470,7 @@ impl ProxyHttp for MainService {
 
     fn new_ctx(&self) -> Self::CTX {
         RequestCtx {
+            config: self.tracker.config(),
             started: Instant::now(),
             route: label::NOT_FOUND,
             outcome: "unknown",
@@ -492,7 +496,8 @@ impl ProxyHttp for MainService {
         };
         let host = request_host(req);
         let method = req.method.as_str().to_string();
-        match route(&self.tracker.config, host.as_deref(), &path) {
+        let config = ctx.config.clone();
+        match route(&config, host.as_deref(), &path) {
             Route::Go(target) => {
                 ctx.route = label::GO;
                 self.handle_go(session, ctx, &target).await?;
@@ -500,10 +505,12 @@ impl ProxyHttp for MainService {
             }
             Route::Pixel => {
                 ctx.route = label::PIXEL;
-                let ip = self.visit(session).ip;
-                ctx.outcome =
-                    crate::pixel::serve::serve(session, &self.tracker, &self.pixel_limiter, ip)
-                        .await?;
+                let ip = self.visit(&config, session).ip;
+                let limiter = self
+                    .pixel_limiter
+                    .at_rate(config.pixel.rate_limit_per_minute);
+                let tracker = self.tracker.pinned(config);
+                ctx.outcome = crate::pixel::serve::serve(session, &tracker, &limiter, ip).await?;
                 Ok(true)
             }
             Route::Sdk(file) => {
@@ -525,8 +532,9 @@ impl ProxyHttp for MainService {
                     .and_then(|v| v.to_str().ok());
                 let mut click_id = None;
                 if is_page_view(&method, &path, dest) {
-                    let visit = self.visit(session);
-                    match self.tracker.landing_click(campaign, &visit).await {
+                    let visit = self.visit(&config, session);
+                    let tracker = self.tracker.pinned(config.clone());
+                    match tracker.landing_click(campaign, &visit).await {
                         Ok(click) => {
                             ctx.set_cookie = click.set_cookie;
                             click_id = Some(click.click_id);
@@ -545,11 +553,13 @@ impl ProxyHttp for MainService {
                         }
                     }
                 }
-                match &self.tracker.config.campaigns[campaign].origin {
+                match &config.campaigns[campaign].origin {
                     Origin::Landers { root } => {
                         let root = root.clone();
-                        let click_id = click_id
-                            .or_else(|| self.hooks.cookie_click(campaign, session.req_header()));
+                        let click_id = click_id.or_else(|| {
+                            self.hooks
+                                .cookie_click(&config, campaign, session.req_header())
+                        });
                         let stamp = click_id.map(|c| (campaign, c));
                         self.serve_lander(session, ctx, &root, &rest, stamp).await?;
                         Ok(true)
@@ -565,9 +575,12 @@ impl ProxyHttp for MainService {
                     } => {
                         if click_id.is_none() {
                             // An asset or sub-request: stamp with the visitor's existing click.
-                            click_id = self.hooks.cookie_click(campaign, session.req_header());
+                            click_id =
+                                self.hooks
+                                    .cookie_click(&config, campaign, session.req_header());
                         }
                         ctx.landing = Some(LandingVisit {
+                            config: config.clone(),
                             campaign,
                             click_id,
                             set_cookie: ctx.set_cookie.take(),
@@ -625,7 +638,7 @@ impl ProxyHttp for MainService {
                 peer.options.read_timeout = Some(
                     ctx.landing
                         .as_ref()
-                        .and_then(|visit| self.tracker.config.campaigns.get(visit.campaign))
+                        .and_then(|visit| ctx.config.campaigns.get(visit.campaign))
                         .map_or(crate::config::DEFAULT_ORIGIN_TIMEOUT, |c| c.origin_timeout),
                 );
                 Ok(Box::new(peer))
@@ -667,12 +680,11 @@ impl ProxyHttp for MainService {
                 },
                 host: visitor_host.as_deref(),
             };
-            let client = client_address(&self.tracker, session);
+            let client = client_address(&ctx.config, session);
             crate::forwarding::request::apply(upstream_request, t.forwarded_headers, &client, hop)?;
         }
         if let Some(visit) = &ctx.landing {
-            self.hooks
-                .upstream_request(visit.campaign, upstream_request)?;
+            self.hooks.upstream_request(visit, upstream_request)?;
         }
         Ok(())
     }

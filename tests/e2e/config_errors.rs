@@ -445,3 +445,125 @@ fn every_validation_rule_names_its_key_and_fix() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn an_entry_with_its_own_error_still_counts_for_references() {
+    // A mistyped network kind: the network is refused, but it exists, so the offer
+    // naming it and the campaign naming that offer get no follow-on errors.
+    let config = format!(
+        "{SECRETS}{}",
+        demo_body().replacen("id = \"cake\"", "id = \"cake\"\nkind = \"caek\"", 1)
+    );
+    let (ok, out) = check(&config);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("networks[0].kind: unknown network kind \"caek\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 problem(s)"),
+        "one problem, not three:\n{out}"
+    );
+    assert!(
+        !out.contains("unknown network \"cake\"") && !out.contains("unknown offer \"demo\""),
+        "{out}"
+    );
+
+    // The same for a refused traffic source (no click-id parameter) and an offer with
+    // a bad URL scheme: the campaign naming them is not blamed.
+    let config = format!(
+        "{SECRETS}{}",
+        demo_body()
+            .replacen("click_id_params = [\"tsid\"]\n", "", 1)
+            .replacen(
+                "url = \"https://network.example",
+                "url = \"ftp://network.example",
+                1
+            )
+    );
+    let (ok, out) = check(&config);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("traffic_sources[0].click_id_params:") && out.contains("offers[0].url:"),
+        "{out}"
+    );
+    assert!(!out.contains("campaigns[0]"), "{out}");
+}
+
+#[test]
+fn unknown_ids_are_answered_with_the_ids_that_exist() {
+    let config = format!(
+        "{SECRETS}{}",
+        demo_body()
+            .replacen("network = \"cake\"", "network = \"kake\"", 1)
+            .replacen(
+                "traffic_source = \"demo-source\"",
+                "traffic_source = \"demo-src\"",
+                1
+            )
+    );
+    let (ok, out) = check(&config);
+    assert!(!ok, "{out}");
+    let line = |key: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!("{key}: ")))
+            .unwrap_or_else(|| panic!("no {key} in:\n{out}"))
+            .to_string()
+    };
+    let network = line("offers[0].network");
+    assert!(
+        network.contains("unknown network \"kake\"")
+            && network.contains("use one of the configured network ids (\"cake\")"),
+        "{network}"
+    );
+    let source = line("campaigns[0].traffic_source");
+    assert!(
+        source.contains("unknown traffic source \"demo-src\"")
+            && source.contains("(\"demo-source\")"),
+        "{source}"
+    );
+}
+
+#[test]
+fn toml_errors_give_line_column_and_key_path() {
+    // A syntax error: where it is, to the column.
+    let (ok, out) = check("[server]\nlisten = \"127.0.0.1:1\"\nthreads = = 2\n");
+    assert!(!ok);
+    assert!(out.contains("(line 3, column 11)"), "{out}");
+    // A value of the wrong type deep in an array of tables: the key path too.
+    let config = format!(
+        "{SECRETS}{}",
+        demo_body().replacen("cost = 0.01", "cost = \"cheap\"", 1)
+    );
+    let (ok, out) = check(&config);
+    assert!(!ok);
+    let line = out
+        .lines()
+        .find(|l| l.contains("line "))
+        .unwrap_or_else(|| panic!("no position in:\n{out}"));
+    assert!(
+        line.contains("campaigns[0].cost (line ") && line.contains("column"),
+        "{line}"
+    );
+}
+
+#[test]
+fn every_misspelt_key_and_mistyped_value_is_reported_in_one_run() {
+    let config = format!(
+        "{SECRETS}\n[server]\nlisen = \"127.0.0.1:1\"\nthreads = \"two\"\n{}",
+        demo_body().replacen("cost = 0.01", "cost = \"cheap\"", 1)
+    );
+    let (ok, out) = check(&config);
+    assert!(!ok);
+    assert!(out.contains("3 problem(s)"), "{out}");
+    for (key, says) in [
+        ("server.lisen (line 6, column 1)", "unknown field `lisen`"),
+        ("server.threads (line 7, column 11)", "invalid type"),
+        ("campaigns[0].cost (line ", "invalid type: string \"cheap\""),
+    ] {
+        assert!(
+            out.lines().any(|l| l.contains(key) && l.contains(says)),
+            "{key} / {says} in:\n{out}"
+        );
+    }
+}

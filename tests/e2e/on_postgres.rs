@@ -12,8 +12,20 @@ const SUITES: &[&str] = &[
     "pixel::",
     "reports::",
     "analytics::",
+    "outbox_and_bugs::",
+    "hardening_proxy::",
+    "hardening_postback::",
+    "landing::",
+    "landing_go_cli::",
+    "tls::",
+    "sdk_browser::",
+    "hardening_relay::",
+    "postback_promises::",
+    "reload::",
+    "retention::",
+    "console::",
 ];
-const NOT_YET_ON_POSTGRES: &[&str] = &["hardening_pixel::"];
+const NOT_YET_ON_POSTGRES: &[&str] = &[];
 
 /// The `N` of libtest's `test result: ok. N passed; ...` line.
 fn passed_count(stdout: &str) -> Option<u64> {

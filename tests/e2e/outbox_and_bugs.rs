@@ -223,7 +223,10 @@ fn with_relay_status_changes_off_a_status_change_is_recorded_but_not_relayed() {
     assert_eq!(change["status"], "status_changed", "{change}");
     assert_eq!(change["relayed"], false, "{change}");
     let status = inst
-        .row("SELECT status FROM conversions WHERE click_id = $1", &[&cid])
+        .row(
+            "SELECT status FROM conversions WHERE click_id = $1",
+            &[&cid],
+        )
         .get_string(0);
     assert_eq!(status, "approved", "the change itself is recorded");
     // A relay due at once would have reached the source by now.
@@ -429,7 +432,10 @@ fn the_pixel_event_id_is_the_stored_and_relayed_key_when_multiple_conversions_is
     assert_eq!(second["event_id"].as_str(), Some(event_id.as_str()));
 
     let stored = inst
-        .row("SELECT dedup_key FROM conversions WHERE click_id = $1", &[&cid])
+        .row(
+            "SELECT dedup_key FROM conversions WHERE click_id = $1",
+            &[&cid],
+        )
         .get_string(0);
     assert_eq!(stored, event_id, "the reply names the conversion as stored");
     let got = source.wait_for(Duration::from_secs(5), |r| !r.is_empty());

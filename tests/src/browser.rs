@@ -1,5 +1,6 @@
 //! A real headless Chromium, driven over the DevTools protocol (a WebSocket), for the
-//! pixel SDK tests. Just enough protocol: open a page, navigate, evaluate JavaScript.
+//! pixel SDK and console tests. Just enough protocol: open a page, navigate, evaluate
+//! JavaScript, wait for an element, read cookies, take screenshots.
 
 use serde_json::{json, Value};
 use std::net::TcpStream;
@@ -173,6 +174,69 @@ impl Browser {
         }
         false
     }
+
+    /// Poll until an element matches the CSS `selector`, or `timeout` passes.
+    pub fn wait_for_selector(&mut self, selector: &str, timeout: Duration) -> bool {
+        let probe = format!(
+            "document.querySelector({}) !== null",
+            serde_json::to_string(selector).expect("a string is JSON")
+        );
+        self.wait_until(&probe, timeout)
+    }
+
+    /// Every cookie the browser holds for the current page's URL, `HttpOnly` ones
+    /// included (as DevTools reports them: `name`, `value`, `httpOnly`, `sameSite`...).
+    pub fn cookies(&mut self) -> Vec<Value> {
+        let r = self.call_page("Network.getCookies", json!({}));
+        r["cookies"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// A PNG screenshot of the page as it is now, written to `path`.
+    pub fn screenshot(&mut self, path: &Path) {
+        let r = self.call_page(
+            "Page.captureScreenshot",
+            json!({ "format": "png", "captureBeyondViewport": true }),
+        );
+        let data = r["data"].as_str().expect("screenshot data");
+        let png = decode_base64(data).expect("DevTools sends base64");
+        std::fs::write(path, png).expect("write the screenshot");
+    }
+
+    /// Size the page's viewport (screenshots take this size).
+    pub fn set_viewport(&mut self, width: u32, height: u32) {
+        self.call_page(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }),
+        );
+    }
+}
+
+/// Standard base64 (with or without padding) to bytes; `None` on a foreign character.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let digits: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= value(*c)? << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
 }
 
 impl Drop for Browser {
@@ -198,5 +262,19 @@ fn wait_for_devtools(profile: &Path) -> String {
             "chromium did not open its devtools port"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_decodes_with_and_without_padding() {
+        assert_eq!(super::decode_base64("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(super::decode_base64("aGVsbG8").unwrap(), b"hello");
+        assert_eq!(
+            super::decode_base64("iVBORw0KGgo=").unwrap(),
+            b"\x89PNG\r\n\x1a\n"
+        );
+        assert!(super::decode_base64("a$==").is_none());
     }
 }

@@ -274,8 +274,13 @@ impl BackgroundService for Exporter {
                         last_settle = Instant::now();
                         match a.client.settle(SETTLE_QUIET).await {
                             Ok(0) => {}
-                            Ok(days) => tracing::info!(days, "analytics: click days merged; reports read them without FINAL"),
-                            Err(e) => tracing::warn!(error = %e, "analytics: cannot settle click days (reports stay exact, only slower)"),
+                            Ok(days) => tracing::info!(
+                                days,
+                                "analytics: click days merged; reports read them without FINAL"
+                            ),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "analytics: cannot settle click days (reports stay exact, only slower)")
+                            }
                         }
                     }
                     match step {

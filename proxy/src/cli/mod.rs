@@ -1,6 +1,8 @@
 //! The `clickstamp` command line.
 
+mod logging;
 pub mod ops;
+mod table;
 
 use crate::config::{self, Config, LogFormat};
 use crate::metrics::Metrics;
@@ -12,6 +14,7 @@ use pingora::server::Server;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use table::Align;
 
 #[derive(Debug, Parser)]
 #[command(name = "clickstamp", version, about = "A conversion-tracking edge.")]
@@ -36,6 +39,7 @@ enum Command {
     },
     /// Print the postback URL to paste into a network's dashboard.
     PostbackUrl {
+        /// The TOML config file.
         #[arg(long)]
         config: PathBuf,
         /// The network's id in the config.
@@ -44,37 +48,46 @@ enum Command {
     },
     /// Fire a realistic test postback and then its duplicate at the running instance.
     PostbackTest {
+        /// The TOML config file of the running instance (its admin listener is called).
         #[arg(long)]
         config: PathBuf,
+        /// The network's id in the config.
         #[arg(long)]
         network: String,
     },
     /// List journalled postbacks (newest first).
     Journal {
+        /// The TOML config file of the running instance (its admin listener is called).
         #[arg(long)]
         config: PathBuf,
+        /// Only postbacks of this network id.
         #[arg(long)]
         network: Option<String>,
         /// accepted, duplicate, status_changed or rejected.
         #[arg(long)]
         outcome: Option<String>,
+        /// Only refusals with this reason (e.g. bad_signature, unknown_click).
         #[arg(long)]
         reason: Option<String>,
+        /// At most this many entries.
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
     /// List outbox entries (relays to traffic sources), newest first.
     Outbox {
+        /// The TOML config file of the running instance (its admin listener is called).
         #[arg(long)]
         config: PathBuf,
         /// pending, delivered or dead.
         #[arg(long)]
         state: Option<String>,
+        /// At most this many entries.
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
     /// Replay a dead letter, all dead letters, or a journalled postback.
     Replay {
+        /// The TOML config file of the running instance (its admin listener is called).
         #[arg(long)]
         config: PathBuf,
         /// Requeue this dead outbox entry.
@@ -90,6 +103,14 @@ enum Command {
     /// Print a profit report (clicks, conversions, revenue, cost, ROI...) from a running
     /// instance's admin API.
     Report(crate::report::cli::ReportArgs),
+    /// Make the running instance re-read its config file (as SIGHUP does): checked as
+    /// `check` does; when invalid, the running config keeps serving and the problems
+    /// are printed (exit 2). Keys that only a restart applies are listed.
+    Reload {
+        /// The running instance's config file (for its admin address and token).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Analytics (ClickHouse): export history, or show where the export stands.
     Analytics {
         #[command(subcommand)]
@@ -105,6 +126,17 @@ enum Command {
         /// data/clickstamp.sqlite beside it).
         #[arg(long)]
         from_sqlite: PathBuf,
+    },
+    /// Copy the embedded (SQLite) store to a file while it serves: one consistent
+    /// snapshot, checked before it is moved into place. (PostgreSQL: use pg_dump or
+    /// pg_basebackup.)
+    Backup {
+        /// The TOML config file; the store is its store.path.
+        #[arg(long)]
+        config: PathBuf,
+        /// The backup file to write (replaced if it exists).
+        #[arg(long)]
+        to: PathBuf,
     },
 }
 
@@ -122,6 +154,7 @@ enum AnalyticsCommand {
     },
     /// Print the export backlog, the backfill's state and whether ClickHouse answers.
     Status {
+        /// The TOML config file; it has an [analytics] section.
         #[arg(long)]
         config: PathBuf,
     },
@@ -132,6 +165,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Report(args) => crate::report::cli::run(&args),
+        Command::Reload { config } => crate::reload::run_cli(&config),
         Command::Check { config } => match config::load(&config) {
             Ok(c)
                 if c.tls
@@ -202,21 +236,35 @@ pub fn main() -> ExitCode {
                 }
             }
             let v = ops::admin(c, "GET", &q)?;
-            println!(
-                "{:>8}  {:<13}  {:<10}  {:<14}  {:<22}  query",
-                "id", "time_ms", "network", "outcome", "reason"
+            let rows: Vec<Vec<String>> = v["entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    vec![
+                        e["id"].to_string(),
+                        table::utc_time(e["ts_ms"].as_u64()),
+                        text(&e["network_id"]),
+                        text(&e["outcome"]),
+                        text(&e["reason"]),
+                        text(&e["raw_query"]),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(
+                    &[
+                        ("id", Align::Right),
+                        ("time (UTC)", Align::Left),
+                        ("network", Align::Left),
+                        ("outcome", Align::Left),
+                        ("reason", Align::Left),
+                        ("query", Align::Left),
+                    ],
+                    &rows
+                )
             );
-            for e in v["entries"].as_array().into_iter().flatten() {
-                println!(
-                    "{:>8}  {:<13}  {:<10}  {:<14}  {:<22}  {}",
-                    e["id"],
-                    e["ts_ms"],
-                    e["network_id"].as_str().unwrap_or(""),
-                    e["outcome"].as_str().unwrap_or(""),
-                    e["reason"].as_str().unwrap_or("-"),
-                    e["raw_query"].as_str().unwrap_or("")
-                );
-            }
             Ok(())
         }),
         Command::Outbox {
@@ -232,22 +280,42 @@ pub fn main() -> ExitCode {
                 ));
             }
             let v = ops::admin(c, "GET", &q)?;
-            println!(
-                "{:>8}  {:<10}  {:<10}  {:>8}  {:<6}  url / last error",
-                "id", "source", "state", "attempts", "status"
+            let rows: Vec<Vec<String>> = v["entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    let error = text(&e["last_error"]);
+                    vec![
+                        e["id"].to_string(),
+                        table::utc_time(e["created_ms"].as_u64()),
+                        text(&e["source_id"]),
+                        text(&e["state"]),
+                        e["attempts"].to_string(),
+                        text(&e["last_status"]),
+                        if error == "-" {
+                            text(&e["url"])
+                        } else {
+                            format!("{}  ({error})", text(&e["url"]))
+                        },
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(
+                    &[
+                        ("id", Align::Right),
+                        ("created (UTC)", Align::Left),
+                        ("source", Align::Left),
+                        ("state", Align::Left),
+                        ("attempts", Align::Right),
+                        ("status", Align::Right),
+                        ("url (last error)", Align::Left),
+                    ],
+                    &rows
+                )
             );
-            for e in v["entries"].as_array().into_iter().flatten() {
-                println!(
-                    "{:>8}  {:<10}  {:<10}  {:>8}  {:<6}  {} {}",
-                    e["id"],
-                    e["source_id"].as_str().unwrap_or(""),
-                    e["state"].as_str().unwrap_or(""),
-                    e["attempts"],
-                    e["last_status"],
-                    e["url"].as_str().unwrap_or(""),
-                    e["last_error"].as_str().unwrap_or("")
-                );
-            }
             Ok(())
         }),
         Command::Replay {
@@ -301,8 +369,30 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Backup { config, to } => match config::load(&config) {
+            Ok(c) => match crate::store::backup::run(&c.store, &to) {
+                Ok(done) => {
+                    println!(
+                        "backed up {} to {} ({} bytes, integrity ok, {} ms)",
+                        c.store.path.display(),
+                        done.path.display(),
+                        done.bytes,
+                        done.took.as_millis()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("clickstamp backup: {e}");
+                    ExitCode::from(1)
+                }
+            },
+            Err(errors) => {
+                eprint!("{}: {errors}", config.display());
+                ExitCode::from(2)
+            }
+        },
         Command::Serve { config } => match config::load(&config) {
-            Ok(c) => serve(c),
+            Ok(c) => serve(c, &config),
             Err(errors) => {
                 eprint!("{}: refusing to serve: {errors}", config.display());
                 ExitCode::from(2)
@@ -405,6 +495,17 @@ async fn analytics_status(
     }
 }
 
+/// A JSON value as a table cell: strings without quotes, numbers as written, `-` for
+/// a missing value.
+fn text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "-".into(),
+        serde_json::Value::String(s) if s.is_empty() => "-".into(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Load the config, run `f`, and turn its error into a message and exit code 1.
 fn with_config(
     path: &std::path::Path,
@@ -428,19 +529,26 @@ fn with_config(
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Logs go to stderr, as documented: stdout is for what a command prints.
+    // Logs go to stderr, as documented: stdout is for what a command prints. Colour
+    // codes only reach a terminal: in a file or journald they are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second init (embedding, tests) keeps the first subscriber.
     let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Json => builder
+            .json()
+            .event_format(logging::JsonWithoutSourcePaths(
+                tracing_subscriber::fmt::format().json(),
+            ))
+            .try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }
 
 /// Build every service for `config` and run until told to stop.
-fn serve(config: Config) -> ExitCode {
+fn serve(config: Config, config_path: &std::path::Path) -> ExitCode {
     init_logging(config.server.log_format);
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
@@ -456,6 +564,7 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     let tracker = Arc::new(Tracker::new(config.clone(), store, metrics));
+    let reloader = Arc::new(crate::reload::Reloader::new(tracker.clone(), config_path));
     // Every connection is a file descriptor: ask for all the kernel allows, and say
     // what it is, so a cap that does not fit is visible in the first lines of the log.
     match crate::conn::raise_file_limit() {
@@ -517,7 +626,9 @@ fn serve(config: Config) -> ExitCode {
     let mut admin = pingora::services::listening::Service::new(
         "clickstamp admin".to_string(),
         crate::conn::Guarded::new(
-            pingora::apps::http_app::HttpServer::new_app(admin::AdminApp::new(tracker.clone())),
+            pingora::apps::http_app::HttpServer::new_app(
+                admin::AdminApp::new(tracker.clone()).with_reloader(reloader.clone()),
+            ),
             limits(config.server.admin_max_connections),
             connections.listener("admin"),
         ),
@@ -530,6 +641,30 @@ fn serve(config: Config) -> ExitCode {
     server.add_service(main);
     server.add_service(admin);
     server.add_service(outbox);
+    if config.store.retention.is_enabled() {
+        match crate::store::retention::RetentionMetrics::register(tracker.metrics.registry()) {
+            Ok(retention_metrics) => {
+                let live = tracker.clone();
+                server.add_service(pingora::services::background::background_service(
+                    "clickstamp retention",
+                    crate::store::retention::Pruner::new(
+                        tracker.store.clone(),
+                        config.store.retention.clone(),
+                        Arc::new(move || live.config().max_attribution_window()),
+                        retention_metrics,
+                    ),
+                ));
+            }
+            Err(e) => {
+                eprintln!("clickstamp: cannot register the retention metrics: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    server.add_service(pingora::services::background::background_service(
+        "clickstamp reload",
+        crate::reload::ReloadOnHangup(reloader),
+    ));
     if tracker.analytics.is_some() {
         server.add_service(pingora::services::background::background_service(
             "clickstamp analytics",
@@ -541,5 +676,8 @@ fn serve(config: Config) -> ExitCode {
         crate::config::StoreBackend::Postgres(_) => "postgres".to_string(),
     };
     tracing::info!(listen = %config.server.listen, admin = %config.server.admin_listen, store = %store_name, "clickstamp serving");
+    if let Some(url) = config.server.demo_relay_sink_url() {
+        tracing::info!("demo relay sink on: traffic sources may relay to {url}; each relay it receives is logged");
+    }
     server.run_forever()
 }

@@ -75,19 +75,105 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 
 /// Parse and validate config `text`; `base_dir` anchors relative paths.
 pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
-    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
-        let key = e
-            .span()
-            .map(|s| format!("(line {})", text[..s.start].matches('\n').count() + 1))
-            .unwrap_or_else(|| "(syntax)".into());
-        ConfigErrors(vec![ConfigError {
-            key,
-            problem: e.message().to_string(),
-            fix: "correct the TOML at that line; every key is listed in the README's config reference"
-                .into(),
-        }])
-    })?;
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| toml_errors(e, text))?;
     validate(raw, base_dir, &|name| std::env::var(name).ok())
+}
+
+/// Every TOML-level problem that can be told apart, starting from `first`. A broken
+/// syntax stops the parser for good; a misspelt key or a value of the wrong type does
+/// not, so the line holding it is set aside and the file read again, as long as that
+/// cannot invent problems of its own (a dropped table header would move its keys into
+/// the table above; a dropped required key would be reported missing).
+fn toml_errors(first: toml::de::Error, text: &str) -> ConfigErrors {
+    /// Enough for any real file; bounds the re-reads of a pathological one.
+    const MAX_REPORTED: usize = 20;
+    let mut errors = vec![toml_error(&first, text)];
+    if text.parse::<toml::Table>().is_err() {
+        return ConfigErrors(errors);
+    }
+    let mut remaining = text.to_string();
+    let mut error = first;
+    while errors.len() < MAX_REPORTED {
+        let Some(span) = error.span() else { break };
+        let at = span.start.min(remaining.len());
+        let start = remaining[..at].rfind('\n').map_or(0, |i| i + 1);
+        let end = remaining[at..]
+            .find('\n')
+            .map_or(remaining.len(), |i| at + i);
+        let line = remaining[start..end].trim_start();
+        if line.is_empty() || line.starts_with(['[', '#']) {
+            break;
+        }
+        // Blanked with spaces, not removed: spans in the re-read text stay those of
+        // the original.
+        remaining.replace_range(start..end, &" ".repeat(end - start));
+        match toml::from_str::<raw::RawConfig>(&remaining) {
+            Ok(_) => break,
+            Err(next) if next.message().starts_with("missing field") => break,
+            Err(next) => {
+                errors.push(toml_error(&next, text));
+                error = next;
+            }
+        }
+    }
+    ConfigErrors(errors)
+}
+
+/// A TOML error as a [`ConfigError`]: where it is (line, column, and the key path when
+/// the parser knows it) and what the parser says.
+fn toml_error(e: &toml::de::Error, text: &str) -> ConfigError {
+    let position = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+        format!("line {line}, column {column}")
+    });
+    // The parser names the key path only when it renders without the document.
+    let mut bare = e.clone();
+    bare.set_input(None);
+    let key_path = bare.to_string().lines().find_map(|l| {
+        l.strip_prefix("in `")?
+            .strip_suffix('`')
+            .map(str::to_string)
+    });
+    // For a misspelt key the parser names its table; the key itself is the one to fix.
+    let unknown_key = e
+        .message()
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name.to_string());
+    let key_path = match (key_path, unknown_key) {
+        (Some(table), Some(name)) => Some(format!("{table}.{name}")),
+        (None, Some(name)) => Some(name),
+        (path, None) => path,
+    };
+    // The parser's path leaves out which entry of an array of tables it is in;
+    // counting the `[[name]]` headers before the error gives it.
+    let key_path = key_path.map(|path| match (path.split_once('.'), e.span()) {
+        (Some((table, rest)), Some(span)) => {
+            let header = format!("[[{table}]]");
+            let entries = text[..span.start.min(text.len())]
+                .lines()
+                .filter(|l| l.trim() == header)
+                .count();
+            match entries.checked_sub(1) {
+                Some(index) => format!("{table}[{index}].{rest}"),
+                None => path,
+            }
+        }
+        _ => path,
+    });
+    let key = match (key_path, position) {
+        (Some(path), Some(at)) => format!("{path} ({at})"),
+        (Some(path), None) => path,
+        (None, Some(at)) => format!("({at})"),
+        (None, None) => "(syntax)".into(),
+    };
+    ConfigError {
+        key,
+        problem: e.message().trim_end().replace('\n', "; "),
+        fix: "correct the TOML there; every key is listed in docs/configuration.md".into(),
+    }
 }
 
 /// The validated configuration.
@@ -279,7 +365,21 @@ pub struct ServerConfig {
     pub cookie_prefix: String,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
+    /// `server.demo_relay_sink`: the admin listener answers `GET /demo/relay` and logs
+    /// what arrives, so the demo's traffic source relays somewhere visible.
+    pub demo_relay_sink: bool,
 }
+
+impl ServerConfig {
+    /// The URL of the demo relay sink, when it is on.
+    pub fn demo_relay_sink_url(&self) -> Option<String> {
+        self.demo_relay_sink
+            .then(|| format!("http://{}{}", self.admin_listen, DEMO_RELAY_SINK_PATH))
+    }
+}
+
+/// Where the demo relay sink answers on the admin listener.
+pub const DEMO_RELAY_SINK_PATH: &str = "/demo/relay";
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,6 +424,55 @@ pub struct StoreConfig {
     /// Every write transaction also queues what it changed for the analytics
     /// exporter (set when `[analytics]` is configured; see `store/export.rs`).
     pub analytics_queue: bool,
+    /// `[store.retention]`: what the background pruner deletes (nothing by default).
+    pub retention: RetentionConfig,
+}
+
+/// `[store.retention]`: which old rows the pruner deletes, and how gently. Every rule
+/// is off unless its key is set: nothing is ever deleted by default. See
+/// `docs/retention-and-backup.md`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetentionConfig {
+    /// `store.retention.clicks_margin`: a click no conversion refers to is deleted (with
+    /// its `/go` records) once it is older than the longest campaign attribution window
+    /// plus this margin. Clicks with conversions are always kept.
+    pub clicks_margin: Option<Duration>,
+    /// `store.retention.journal_max_age`: postback journal entries older than this are
+    /// deleted (they can no longer be replayed or audited).
+    pub journal_max_age: Option<Duration>,
+    /// `store.retention.delivered_outbox_max_age`: outbox entries delivered longer ago
+    /// than this are deleted. Pending and dead entries are never pruned.
+    pub delivered_outbox_max_age: Option<Duration>,
+    /// `store.retention.interval`: how often the pruner runs (default 1h).
+    pub interval: Duration,
+    /// `store.retention.batch`: rows looked at per transaction (default 1000), so no
+    /// delete holds the writer for long.
+    pub batch: u32,
+    /// `store.retention.pause`: the pause between two batches (default 50ms), so the
+    /// request path's writes go first.
+    pub pause: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            clicks_margin: None,
+            journal_max_age: None,
+            delivered_outbox_max_age: None,
+            interval: Duration::from_secs(3600),
+            batch: 1000,
+            pause: Duration::from_millis(50),
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// Whether any rule is set (the pruner runs only then).
+    pub fn is_enabled(&self) -> bool {
+        self.clicks_margin.is_some()
+            || self.journal_max_age.is_some()
+            || self.delivered_outbox_max_age.is_some()
+    }
 }
 
 /// Which database holds the store.

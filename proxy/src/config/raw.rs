@@ -116,6 +116,9 @@ pub struct RawServer {
     pub max_connections: Option<usize>,
     /// Open connections at most on the admin listener.
     pub admin_max_connections: Option<usize>,
+    /// Answer `GET /demo/relay` on the admin listener, logging each relay it gets
+    /// (a stand-in traffic source for the demo config).
+    pub demo_relay_sink: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +140,19 @@ pub struct RawStore {
     pub batch_max: Option<usize>,
     pub click_cache: Option<usize>,
     pub wal_max_bytes: Option<u64>,
+    pub retention: Option<RawRetention>,
+}
+
+/// `[store.retention]`: see `config::RetentionConfig` for what each key means.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    pub clicks_margin: Option<String>,
+    pub journal_max_age: Option<String>,
+    pub delivered_outbox_max_age: Option<String>,
+    pub interval: Option<String>,
+    pub batch: Option<u32>,
+    pub pause: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

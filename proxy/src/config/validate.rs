@@ -39,6 +39,51 @@ impl Problems {
     }
 }
 
+/// The ids each section declares, whether or not the entry itself is valid.
+struct Declared<'a> {
+    networks: Vec<&'a str>,
+    sources: Vec<&'a str>,
+    offers: Vec<&'a str>,
+}
+
+/// Report a reference to `id` unless it names a declared entry (one that has its own
+/// problem already reported). The fix lists the ids that exist.
+fn unknown_reference(
+    key: String,
+    what: &str,
+    section: &str,
+    id: &str,
+    declared: &[&str],
+    p: &mut Problems,
+) {
+    if declared.contains(&id) {
+        return;
+    }
+    let fix = if declared.is_empty() {
+        format!("add a [[{section}]] entry with id = \"{id}\"")
+    } else {
+        // Each id once (a duplicate has its own error), and not hundreds of them.
+        const SHOWN: usize = 20;
+        let mut valid: Vec<String> = Vec::new();
+        for d in declared {
+            let quoted = format!("\"{d}\"");
+            if !valid.contains(&quoted) {
+                valid.push(quoted);
+            }
+        }
+        let more = valid.len().saturating_sub(SHOWN);
+        valid.truncate(SHOWN);
+        if more > 0 {
+            valid.push(format!("and {more} more"));
+        }
+        format!(
+            "use one of the configured {what} ids ({}), or add a [[{section}]] entry with id = \"{id}\"",
+            valid.join(", ")
+        )
+    };
+    p.add(key, format!("unknown {what} \"{id}\""), fix);
+}
+
 /// Validate `raw`. `env` looks up environment variables (injected so tests stay pure).
 pub fn validate(
     raw: RawConfig,
@@ -51,8 +96,22 @@ pub fn validate(
     let secrets = secrets(&raw.secrets, env, &mut p);
     let networks = networks(&raw.networks, env, &mut p);
     let sources = sources(&raw.traffic_sources, &mut p);
-    let offers = offers(&raw.offers, &networks, &mut p);
-    let campaigns = campaigns(&raw.campaigns, &sources, &offers, base_dir, &mut p);
+    // References are checked against every declared id: an entry refused for its own
+    // problem still exists, so what names it gets no second, misleading error.
+    let declared = Declared {
+        networks: raw.networks.iter().map(|n| n.id.as_str()).collect(),
+        sources: raw.traffic_sources.iter().map(|s| s.id.as_str()).collect(),
+        offers: raw.offers.iter().map(|o| o.id.as_str()).collect(),
+    };
+    let offers = offers(&raw.offers, &networks, &declared, &mut p);
+    let campaigns = campaigns(
+        &raw.campaigns,
+        &sources,
+        &offers,
+        &declared,
+        base_dir,
+        &mut p,
+    );
     let postbacks = PostbackConfig {
         max_body_bytes: raw.postbacks.max_body_bytes.unwrap_or(64 * 1024),
         allow_cross_network: raw.postbacks.allow_cross_network.unwrap_or(false),
@@ -406,6 +465,18 @@ fn server(raw: &RawServer, p: &mut Problems) -> ServerConfig {
             "use a positive number (the default is 256)",
         );
     }
+    let demo_relay_sink = raw.demo_relay_sink.unwrap_or(false);
+    // The sink answers without the admin token (a traffic source sends none), so it
+    // is only for an admin listener nobody else can reach.
+    if demo_relay_sink && !admin_listen.ip().is_loopback() {
+        p.add(
+            "server.demo_relay_sink",
+            format!(
+                "the demo relay sink would answer anyone on {admin_listen}, without the admin token"
+            ),
+            "turn it off (it is for trying clickstamp out), or set server.admin_listen to a loopback address such as \"127.0.0.1:9091\"",
+        );
+    }
     ServerConfig {
         listen,
         admin_listen,
@@ -418,6 +489,7 @@ fn server(raw: &RawServer, p: &mut Problems) -> ServerConfig {
         client_ip_header: raw.client_ip_header.clone(),
         cookie_prefix,
         log_format,
+        demo_relay_sink,
         deadlines,
         max_connections: max_connections.max(1),
         admin_max_connections: admin_max_connections.max(1),
@@ -481,6 +553,78 @@ fn store(
         click_cache: raw.click_cache.unwrap_or(100_000),
         wal_max_bytes,
         analytics_queue: false,
+        retention: raw
+            .retention
+            .as_ref()
+            .map(|r| retention(r, p))
+            .unwrap_or_default(),
+    }
+}
+
+/// The shortest journal and outbox retention: replays and audits of the last day must
+/// stay possible, and a typo like "90m" for "90d" must not empty the journal.
+const MIN_RETENTION_AGE: Duration = Duration::from_secs(86_400);
+
+/// `[store.retention]`.
+fn retention(raw: &RawRetention, p: &mut Problems) -> RetentionConfig {
+    let defaults = RetentionConfig::default();
+    let optional = |key: &str, text: &Option<String>, p: &mut Problems| {
+        text.as_ref()
+            .map(|_| duration_field(key, text, Duration::ZERO, p))
+            .filter(|d| !d.is_zero())
+    };
+    let clicks_margin = optional("store.retention.clicks_margin", &raw.clicks_margin, p);
+    let journal_max_age = optional("store.retention.journal_max_age", &raw.journal_max_age, p);
+    let delivered_outbox_max_age = optional(
+        "store.retention.delivered_outbox_max_age",
+        &raw.delivered_outbox_max_age,
+        p,
+    );
+    for (key, age) in [
+        ("store.retention.journal_max_age", journal_max_age),
+        (
+            "store.retention.delivered_outbox_max_age",
+            delivered_outbox_max_age,
+        ),
+    ] {
+        if age.is_some_and(|a| a < MIN_RETENTION_AGE) {
+            p.add(
+                key,
+                "less than a day",
+                "keep at least \"1d\" (e.g. \"90d\"), or remove the key to keep everything",
+            );
+        }
+    }
+    let set = raw.clicks_margin.is_some()
+        || raw.journal_max_age.is_some()
+        || raw.delivered_outbox_max_age.is_some();
+    if !set {
+        p.add(
+            "store.retention",
+            "the section sets no rule, so nothing would be pruned",
+            "set clicks_margin, journal_max_age or delivered_outbox_max_age, or remove [store.retention]",
+        );
+    }
+    let batch = raw.batch.unwrap_or(defaults.batch);
+    if !(1..=100_000).contains(&batch) {
+        p.add(
+            "store.retention.batch",
+            format!("{batch} rows"),
+            "use 1 to 100000 rows per transaction; 1000 keeps each delete short",
+        );
+    }
+    RetentionConfig {
+        clicks_margin,
+        journal_max_age,
+        delivered_outbox_max_age,
+        interval: duration_field(
+            "store.retention.interval",
+            &raw.interval,
+            defaults.interval,
+            p,
+        ),
+        batch: batch.clamp(1, 100_000),
+        pause: duration_field("store.retention.pause", &raw.pause, defaults.pause, p),
     }
 }
 
@@ -1011,7 +1155,7 @@ fn networks(
                 p.add(
                     format!("networks[{i}]"),
                     e.to_string(),
-                    "fix the network description (see the README's networks reference)",
+                    "fix the network description (see docs/configuration.md, [[networks]])",
                 );
                 continue;
             }
@@ -1140,7 +1284,7 @@ fn sources(raw: &[RawSource], p: &mut Problems) -> Vec<SourceConfig> {
                 p.add(
                     format!("traffic_sources[{i}]"),
                     e.to_string(),
-                    "fix the source description (see the README's traffic sources reference)",
+                    "fix the source description (see docs/configuration.md, [[traffic_sources]])",
                 );
                 continue;
             }
@@ -1151,7 +1295,7 @@ fn sources(raw: &[RawSource], p: &mut Problems) -> Vec<SourceConfig> {
                     p.add(
                         format!("traffic_sources[{i}].postback_url"),
                         finding.message.clone(),
-                        "use only tokens this source fills, in its own syntax (the README lists them per source)",
+                        "use only tokens this source fills, in its own syntax (docs/plugins.md lists them per source)",
                     );
                 }
             }
@@ -1164,7 +1308,12 @@ fn sources(raw: &[RawSource], p: &mut Problems) -> Vec<SourceConfig> {
     out
 }
 
-fn offers(raw: &[RawOffer], networks: &[NetworkConfig], p: &mut Problems) -> Vec<Offer> {
+fn offers(
+    raw: &[RawOffer],
+    networks: &[NetworkConfig],
+    declared: &Declared,
+    p: &mut Problems,
+) -> Vec<Offer> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (i, o) in raw.iter().enumerate() {
@@ -1220,10 +1369,13 @@ fn offers(raw: &[RawOffer], networks: &[NetworkConfig], p: &mut Problems) -> Vec
                     match_urls: offer_match_urls(i, &o.match_urls, p),
                 })
             }
-            None => p.add(
+            None => unknown_reference(
                 format!("offers[{i}].network"),
-                format!("unknown network \"{}\"", o.network),
-                "add a [[networks]] entry with that id, or use one of the configured network ids",
+                "network",
+                "networks",
+                &o.network,
+                &declared.networks,
+                p,
             ),
         }
     }
@@ -1391,6 +1543,7 @@ fn campaigns(
     raw: &[RawCampaign],
     sources: &[SourceConfig],
     offers: &[Offer],
+    declared: &Declared,
     base_dir: &Path,
     p: &mut Problems,
 ) -> Vec<Campaign> {
@@ -1440,20 +1593,26 @@ fn campaigns(
         }
         let source = sources.iter().position(|s| s.id == c.traffic_source);
         if source.is_none() {
-            p.add(
+            unknown_reference(
                 format!("campaigns[{i}].traffic_source"),
-                format!("unknown traffic source \"{}\"", c.traffic_source),
-                "add a [[traffic_sources]] entry with that id",
+                "traffic source",
+                "traffic_sources",
+                &c.traffic_source,
+                &declared.sources,
+                p,
             );
         }
         let mut campaign_offers = Vec::new();
         for (j, r) in c.offers.iter().enumerate() {
             match offers.iter().position(|o| o.id == r.offer) {
                 Some(o) => campaign_offers.push((o, r.weight.unwrap_or(1))),
-                None => p.add(
+                None => unknown_reference(
                     format!("campaigns[{i}].offers[{j}].offer"),
-                    format!("unknown offer \"{}\"", r.offer),
-                    "add an [[offers]] entry with that id",
+                    "offer",
+                    "offers",
+                    &r.offer,
+                    &declared.offers,
+                    p,
                 ),
             }
         }

@@ -44,10 +44,10 @@ struct Shared {
 impl OutboxWorker {
     /// A worker over the shared tracker.
     pub fn new(tracker: Arc<Tracker>) -> Self {
-        let agent = deliver::agent(
-            tracker.config.outbox.timeout,
-            tracker.config.outbox.concurrency,
-        );
+        // `outbox.timeout` and `outbox.concurrency` shape the agent and the worker's
+        // permits: they take a restart (see `crate::reload`); the rest is read live.
+        let outbox = tracker.config().outbox.clone();
+        let agent = deliver::agent(outbox.timeout, outbox.concurrency);
         OutboxWorker(Arc::new(Shared {
             tracker,
             agent,
@@ -64,7 +64,8 @@ impl Shared {
         attempt: &Attempt,
         now_ms: u64,
     ) -> (DeliveryResult, &'static str) {
-        let cfg = &self.tracker.config.outbox;
+        let config = self.tracker.config();
+        let cfg = &config.outbox;
         let attempts_after = row.attempts + 1;
         let base = DeliveryResult {
             outbox_id: row.id,
@@ -183,8 +184,7 @@ impl Shared {
 impl BackgroundService for OutboxWorker {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let this = &self.0;
-        let cfg = &this.tracker.config.outbox;
-        let permits = Arc::new(Semaphore::new(cfg.concurrency));
+        let permits = Arc::new(Semaphore::new(this.tracker.config().outbox.concurrency));
         let wake = this.tracker.outbox_wake.clone();
         let mut last_gauges = Instant::now() - Duration::from_secs(60);
         loop {
@@ -234,7 +234,7 @@ impl BackgroundService for OutboxWorker {
                 // A relay was just enqueued; give its neighbours a moment to arrive so
                 // one poll picks them all up.
                 _ = wake.notified() => tokio::time::sleep(WAKE_COALESCE).await,
-                _ = tokio::time::sleep(cfg.poll_interval) => {}
+                _ = tokio::time::sleep(this.tracker.config().outbox.poll_interval) => {}
             }
         }
     }

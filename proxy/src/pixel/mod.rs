@@ -17,7 +17,7 @@ pub mod serve;
 use crate::config::PixelConfig;
 use crate::postback::Refusal;
 use crate::store::{JournalEntry, PostbackOutcome, PostbackWrite, Verdict, WriteOp, WriteResult};
-use crate::tracker::Tracker;
+use crate::tracker::{Pinned, Tracker};
 use clickstamp_plugins::query::{first_value, parse_query_strict};
 use clickstamp_plugins::ParsedPostback;
 use serde_json::json;
@@ -196,10 +196,10 @@ fn parse_beacon(hit: &PixelHit) -> Result<Beacon, Refusal> {
     })
 }
 
-impl Tracker {
+impl Pinned<'_> {
     /// The newest valid click among the visitor's click cookies, one per campaign (IDs
     /// are time-ordered, so the largest is the latest click). Each cookie is read with
-    /// [`Tracker::click_from_cookie`], like every other reader of the click cookie: a
+    /// [`Pinned::click_from_cookie`], like every other reader of the click cookie: a
     /// forged or expired one is counted and skipped, never preferred.
     fn newest_cookie_click(&self, cookies: &str, now_ms: u64) -> Option<String> {
         (0..self.config.campaigns.len())

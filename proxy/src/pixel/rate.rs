@@ -4,6 +4,7 @@
 use lru::LruCache;
 use parking_lot::Mutex;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -56,6 +57,36 @@ impl RateLimiter {
         } else {
             false
         }
+    }
+}
+
+/// A [`RateLimiter`] whose rate comes from the live config: a reload that changes the
+/// rate starts a fresh limiter (clients start with a full bucket), an unchanged rate
+/// keeps the buckets.
+pub struct ReloadableRateLimiter {
+    max_keys: usize,
+    current: Mutex<(u32, Arc<RateLimiter>)>,
+}
+
+impl ReloadableRateLimiter {
+    /// A limiter at `per_minute`, tracking at most `max_keys` clients.
+    pub fn new(per_minute: u32, max_keys: usize) -> Self {
+        ReloadableRateLimiter {
+            max_keys,
+            current: Mutex::new((per_minute, Arc::new(RateLimiter::new(per_minute, max_keys)))),
+        }
+    }
+
+    /// The limiter for `per_minute` (the request's config's rate).
+    pub fn at_rate(&self, per_minute: u32) -> Arc<RateLimiter> {
+        let mut current = self.current.lock();
+        if current.0 != per_minute {
+            *current = (
+                per_minute,
+                Arc::new(RateLimiter::new(per_minute, self.max_keys)),
+            );
+        }
+        current.1.clone()
     }
 }
 

@@ -7,7 +7,7 @@
 use super::rate::RateLimiter;
 use super::{page_origin, PixelHit, GIF};
 use crate::service::respond;
-use crate::tracker::Tracker;
+use crate::tracker::{Pinned, Tracker};
 use bytes::Bytes;
 use pingora::proxy::Session;
 use pingora::Result;
@@ -46,7 +46,7 @@ async fn answer(
 /// Answer a `/px` request; returns the outcome label for metrics.
 pub async fn serve(
     session: &mut Session,
-    tracker: &Tracker,
+    tracker: &Pinned<'_>,
     limiter: &RateLimiter,
     client_ip: Option<String>,
 ) -> Result<&'static str> {

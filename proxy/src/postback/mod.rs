@@ -1,7 +1,7 @@
 //! Inbound postbacks: `GET|POST /postback/{network}`.
 //!
 //! The path of a postback, in order: [`body`] decodes it, the network's plugin verifies
-//! and parses it, [`Tracker::attribute`] finds its click and campaign, and the store
+//! and parses it, [`Pinned::attribute`] finds its click and campaign, and the store
 //! journals it and applies dedup and status rules in one transaction. Only then is the
 //! network answered. Every request is journalled, refused ones included (secrets
 //! redacted; an unauthenticated request only in part, and beyond a per-IP rate not at
@@ -10,11 +10,12 @@
 pub mod body;
 pub mod journal;
 
+use crate::config::Config;
 use crate::store::{
     ConversionCandidate, JournalEntry, PostbackCommit, PostbackOutcome, PostbackWrite, StoredClick,
     Verdict, WriteOp, WriteResult,
 };
-use crate::tracker::Tracker;
+use crate::tracker::{Pinned, Tracker};
 use clickstamp_plugins::query::{parse_query_strict, InvalidUtf8};
 use clickstamp_plugins::{
     dedup_key, normalize_event, ClickIdError, ParsedPostback, PostbackError, PostbackRequest,
@@ -142,13 +143,28 @@ impl Refusal {
 }
 
 /// The network label for metrics: a configured id, or `unknown`.
-fn network_label(tracker: &Tracker, network: Option<usize>) -> &str {
-    network.map_or("unknown", |n| tracker.config.networks[n].id.as_str())
+fn network_label(config: &Config, network: Option<usize>) -> &str {
+    network.map_or("unknown", |n| config.networks[n].id.as_str())
 }
 
 impl Tracker {
     /// Handle one postback for the network whose id is `network_segment` (the path
-    /// segment as sent).
+    /// segment as sent), under the live config.
+    pub async fn ingest_postback(
+        &self,
+        network_segment: &str,
+        raw: RawPostback,
+        arrival: Arrival,
+    ) -> PostbackReply {
+        self.pin()
+            .ingest_postback(network_segment, raw, arrival)
+            .await
+    }
+}
+
+impl Pinned<'_> {
+    /// Handle one postback for the network whose id is `network_segment` (the path
+    /// segment as sent), under this request's config.
     pub async fn ingest_postback(
         &self,
         network_segment: &str,
@@ -165,7 +181,7 @@ impl Tracker {
             self.restore_redacted_secret(n, &mut raw);
         }
         let network_id: String = network_segment.chars().take(64).collect();
-        let label = network_label(self, network).to_string();
+        let label = network_label(&self.config, network).to_string();
         let decision = if !matches!(raw.method.as_str(), "GET" | "POST") {
             Decision::unauthenticated(Refusal::new(
                 "method_not_allowed",
@@ -483,7 +499,7 @@ impl Tracker {
     }
 
     /// Attribute a parsed postback of network `n` and build its candidate, refusing a
-    /// click that went to another network's offer (see [`Tracker::offer_for_network`]).
+    /// click that went to another network's offer (see [`Pinned::offer_for_network`]).
     async fn attribute_to_network(
         &self,
         n: usize,
@@ -647,7 +663,7 @@ impl Tracker {
         self.candidate_with_offer(network, campaign, click, parsed, origin, now_ms, offer)
     }
 
-    /// [`Tracker::candidate`] for a known offer (its defaults apply), or none.
+    /// [`Pinned::candidate`] for a known offer (its defaults apply), or none.
     #[allow(clippy::too_many_arguments)]
     fn candidate_with_offer(
         &self,

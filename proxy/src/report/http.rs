@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 
 /// Reports run one at a time: a month-long report is about a second of one core, and
 /// the click path must keep the rest of the machine however many reports are asked for.
-fn one_at_a_time() -> &'static Semaphore {
+pub(crate) fn one_at_a_time() -> &'static Semaphore {
     static GATE: OnceLock<Semaphore> = OnceLock::new();
     GATE.get_or_init(|| Semaphore::new(1))
 }

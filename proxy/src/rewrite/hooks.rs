@@ -13,10 +13,12 @@ use super::html::PageOptions;
 use super::links::{LinkStamper, OfferPattern, OfferTarget};
 use super::response::{apply_headers, plan, BodyRewriter};
 use super::template::{TemplateCache, TemplateSlot};
+use crate::config::Config;
 use crate::store::StoreError;
 use crate::tracker::route::{route, Route};
 use crate::tracker::visit::{forwarded_client_ip, is_page_view, Visit};
 use crate::tracker::Tracker;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use clickstamp_plugins::ClickId;
 use parking_lot::Mutex;
@@ -36,7 +38,9 @@ const RECOMPRESS_LEVEL: u32 = 5;
 /// A visit to a campaign's landing path, as seen on the request side.
 #[derive(Debug, Clone)]
 pub struct LandingVisit {
-    /// Index into the config's campaigns.
+    /// The config the request started under: every later phase reads this one.
+    pub config: Arc<Config>,
+    /// Index into `config`'s campaigns.
     pub campaign: usize,
     /// The visitor's click (new or from the cookie), when there is one.
     pub click_id: Option<ClickId>,
@@ -50,32 +54,40 @@ pub struct LandingVisit {
 /// `Send`, sits behind a mutex), so it can live in a Pingora per-request context.
 #[derive(Debug)]
 pub struct LandingPage {
-    campaign: usize,
+    campaign_id: String,
     body: Mutex<BodyRewriter>,
 }
 
-/// The hooks, built once per server from a [`Tracker`].
-pub struct LandingHooks {
-    tracker: Arc<Tracker>,
+/// What the hooks compile from one config: per campaign, its link matchers and its
+/// page templates. Rebuilt when a reload brings a new config (templates start empty
+/// then: a template replays the links of the config it was made under).
+struct CampaignRewriters {
+    config: Arc<Config>,
     /// Per campaign; `None` when its rewriting is off.
     stampers: Vec<Option<Arc<LinkStamper>>>,
     /// Per campaign; `None` when it keeps no page templates.
     templates: Vec<Option<Arc<TemplateCache>>>,
 }
 
+/// The hooks, built once per server from a [`Tracker`].
+pub struct LandingHooks {
+    tracker: Arc<Tracker>,
+    /// Those of the live config (the newest any request asked for).
+    rewriters: ArcSwap<CampaignRewriters>,
+}
+
 impl std::fmt::Debug for LandingHooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LandingHooks")
-            .field("campaigns", &self.stampers.len())
+            .field("campaigns", &self.rewriters.load().stampers.len())
             .finish()
     }
 }
 
-impl LandingHooks {
+impl CampaignRewriters {
     /// Compile every campaign's link matchers. Patterns were validated with the config,
     /// so one that still fails to parse is skipped rather than refused here.
-    pub fn new(tracker: Arc<Tracker>) -> Self {
-        let config = &tracker.config;
+    fn build(config: Arc<Config>) -> Self {
         let stampers = config
             .campaigns
             .iter()
@@ -109,11 +121,53 @@ impl LandingHooks {
                     .then(|| Arc::new(TemplateCache::new(c.rewrite.template_cache_bytes)))
             })
             .collect();
-        LandingHooks {
-            tracker,
+        CampaignRewriters {
+            config,
             stampers,
             templates,
         }
+    }
+
+    /// Where a page's template is kept: the campaign's cache (when templates are on)
+    /// under the page's origin kind, path and content type.
+    fn template_slot(
+        &self,
+        campaign: usize,
+        kind: &str,
+        path: &str,
+        content_type: &str,
+    ) -> Option<TemplateSlot> {
+        let cache = self.templates.get(campaign)?.clone()?;
+        Some(TemplateSlot {
+            cache,
+            key: format!("{kind}\n{path}\n{content_type}"),
+        })
+    }
+}
+
+impl LandingHooks {
+    /// The hooks over `tracker`, compiled for its live config.
+    pub fn new(tracker: Arc<Tracker>) -> Self {
+        let rewriters = CampaignRewriters::build(tracker.config());
+        LandingHooks {
+            tracker,
+            rewriters: ArcSwap::from_pointee(rewriters),
+        }
+    }
+
+    /// The rewriters compiled from `config`. After a reload the first request under
+    /// the new config compiles them (and keeps them); a request still under an older
+    /// config gets its own, so indices never cross configs.
+    fn rewriters(&self, config: &Arc<Config>) -> Arc<CampaignRewriters> {
+        let current = self.rewriters.load_full();
+        if Arc::ptr_eq(&current.config, config) {
+            return current;
+        }
+        let built = Arc::new(CampaignRewriters::build(config.clone()));
+        if Arc::ptr_eq(config, &self.tracker.config()) {
+            self.rewriters.store(built.clone());
+        }
+        built
     }
 
     /// The tracker behind the hooks.
@@ -132,16 +186,18 @@ impl LandingHooks {
         peer_ip: Option<String>,
     ) -> Result<Option<LandingVisit>, StoreError> {
         let host = request_host(req);
+        let tracker = self.tracker.pin();
         let Route::Landing { campaign, rest } =
-            route(&self.tracker.config, host.as_deref(), req.uri.path())
+            route(&tracker.config, host.as_deref(), req.uri.path())
         else {
             return Ok(None);
         };
-        let visit = visit_from_request(&self.tracker, req, peer_ip);
+        let visit = visit_from_request(&tracker.config, req, peer_ip);
         let dest = header(req, "sec-fetch-dest");
         if is_page_view(req.method.as_str(), req.uri.path(), dest.as_deref()) {
-            let click = self.tracker.landing_click(campaign, &visit).await?;
+            let click = tracker.landing_click(campaign, &visit).await?;
             return Ok(Some(LandingVisit {
+                config: tracker.config.clone(),
                 campaign,
                 click_id: Some(click.click_id),
                 set_cookie: click.set_cookie,
@@ -149,17 +205,24 @@ impl LandingHooks {
             }));
         }
         Ok(Some(LandingVisit {
+            click_id: self.cookie_click(&tracker.config, campaign, req),
+            config: tracker.config,
             campaign,
-            click_id: self.cookie_click(campaign, req),
             set_cookie: None,
             rest,
         }))
     }
 
-    /// The visitor's click for `campaign` from the request's cookie, if valid.
-    pub fn cookie_click(&self, campaign: usize, req: &RequestHeader) -> Option<ClickId> {
+    /// The visitor's click for `campaign` (of `config`, the request's) from the
+    /// request's cookie, if valid.
+    pub fn cookie_click(
+        &self,
+        config: &Arc<Config>,
+        campaign: usize,
+        req: &RequestHeader,
+    ) -> Option<ClickId> {
         let cookies = cookies(req);
-        self.tracker.click_from_cookie(
+        self.tracker.pinned(config.clone()).click_from_cookie(
             &cookies,
             campaign,
             Tracker::now_ms(),
@@ -171,18 +234,21 @@ impl LandingHooks {
     /// rewritten (decoding is only the safety net).
     pub fn upstream_request(
         &self,
-        campaign: usize,
+        visit: &LandingVisit,
         upstream: &mut RequestHeader,
     ) -> pingora::Result<()> {
-        if self.rewrites(campaign) {
+        if self.rewrites(&visit.config, visit.campaign) {
             upstream.insert_header("Accept-Encoding", "identity")?;
         }
         Ok(())
     }
 
-    /// Whether `campaign` rewrites its pages at all.
-    pub fn rewrites(&self, campaign: usize) -> bool {
-        self.stampers.get(campaign).is_some_and(Option::is_some)
+    /// Whether `campaign` (of `config`) rewrites its pages at all.
+    pub fn rewrites(&self, config: &Arc<Config>, campaign: usize) -> bool {
+        self.rewriters(config)
+            .stampers
+            .get(campaign)
+            .is_some_and(Option::is_some)
     }
 
     /// Response side: add the click cookie; when the response is a page to rewrite,
@@ -199,11 +265,12 @@ impl LandingHooks {
             resp.append_header("Set-Cookie", cookie)?;
         }
         let campaign = visit.campaign;
-        let Some(Some(stamper)) = self.stampers.get(campaign) else {
+        let rewriters = self.rewriters(&visit.config);
+        let Some(Some(stamper)) = rewriters.stampers.get(campaign) else {
             return Ok(None);
         };
         let metrics = &self.tracker.metrics;
-        let campaign_id = &self.tracker.config.campaigns[campaign].id;
+        let campaign_id = &visit.config.campaigns[campaign].id;
         let Some(click_id) = visit.click_id else {
             // No click to stamp (an asset fetched without the cookie).
             metrics
@@ -212,7 +279,7 @@ impl LandingHooks {
                 .inc();
             return Ok(None);
         };
-        let settings = &self.tracker.config.campaigns[campaign].rewrite;
+        let settings = &visit.config.campaigns[campaign].rewrite;
         let req = session.req_header();
         let planned = plan(
             &req.method,
@@ -252,14 +319,14 @@ impl LandingHooks {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let slot = self.template_slot(
+        let slot = rewriters.template_slot(
             campaign,
             "proxied",
             session.req_header().uri.path(),
             content_type,
         );
         Ok(Some(LandingPage {
-            campaign,
+            campaign_id: campaign_id.clone(),
             body: Mutex::new(BodyRewriter::new(
                 &plan,
                 stamper.clone(),
@@ -269,22 +336,6 @@ impl LandingHooks {
                 slot,
             )),
         }))
-    }
-
-    /// Where a page's template is kept: the campaign's cache (when templates are on)
-    /// under the page's origin kind, path and content type.
-    fn template_slot(
-        &self,
-        campaign: usize,
-        kind: &str,
-        path: &str,
-        content_type: &str,
-    ) -> Option<TemplateSlot> {
-        let cache = self.templates.get(campaign)?.clone()?;
-        Some(TemplateSlot {
-            cache,
-            key: format!("{kind}\n{path}\n{content_type}"),
-        })
     }
 
     /// Count how a finished page was served by its template, if it had one.
@@ -309,7 +360,7 @@ impl LandingHooks {
     ) -> pingora::Result<()> {
         let mut rw = page.body.lock();
         let input = body.take().unwrap_or_default();
-        let campaign_id = &self.tracker.config.campaigns[page.campaign].id;
+        let campaign_id = &page.campaign_id;
         let out = rw.feed(&input, end).map_err(|e| {
             self.tracker
                 .metrics
@@ -353,14 +404,16 @@ impl LandingHooks {
     /// for byte, so an edited file is simply rewritten afresh.
     pub fn rewrite_static(
         &self,
+        config: &Arc<Config>,
         campaign: usize,
         click_id: &ClickId,
         file: &std::path::Path,
         content_type: &str,
         body: &[u8],
     ) -> Option<Vec<u8>> {
-        let stamper = self.stampers.get(campaign)?.as_ref()?;
-        let settings = &self.tracker.config.campaigns[campaign].rewrite;
+        let rewriters = self.rewriters(config);
+        let stamper = rewriters.stampers.get(campaign)?.as_ref()?;
+        let settings = &config.campaigns[campaign].rewrite;
         if !super::charset::is_html(content_type) || body.len() > settings.max_body_bytes {
             return None;
         }
@@ -379,10 +432,10 @@ impl LandingHooks {
             options,
             settings.max_body_bytes,
             MAX_DECODED_BYTES,
-            self.template_slot(campaign, "lander", &file.to_string_lossy(), content_type),
+            rewriters.template_slot(campaign, "lander", &file.to_string_lossy(), content_type),
         );
         let out = rw.feed(body, true).ok()?;
-        let campaign_id = &self.tracker.config.campaigns[campaign].id;
+        let campaign_id = &config.campaigns[campaign].id;
         self.count_template_outcome(campaign_id, &rw);
         if rw.take_failure().is_some() {
             self.tracker
@@ -463,13 +516,8 @@ pub fn request_host(req: &RequestHeader) -> Option<String> {
 
 /// What the tracker needs from a request, with the client address taken from the
 /// configured trusted header when present.
-pub fn visit_from_request(
-    tracker: &Tracker,
-    req: &RequestHeader,
-    peer_ip: Option<String>,
-) -> Visit {
-    let forwarded = tracker
-        .config
+pub fn visit_from_request(config: &Config, req: &RequestHeader, peer_ip: Option<String>) -> Visit {
+    let forwarded = config
         .server
         .client_ip_header
         .as_deref()

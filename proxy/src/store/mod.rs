@@ -5,9 +5,11 @@
 //! See `LIFECYCLE.md` beside this file for how a write travels from a request to disk,
 //! and what changes when several nodes write at once.
 
+pub mod backup;
 pub mod decide;
 pub mod export;
 pub mod postgres;
+pub mod retention;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -85,6 +87,9 @@ pub enum WriteOp {
         backfill: Option<export::BackfillCursor>,
         now_ms: u64,
     },
+    /// One batch of retention pruning (see [`retention`]): deleted in the writer's
+    /// own transaction, between the request path's batches.
+    Prune(retention::PruneStep),
 }
 
 /// What one [`WriteOp`] produced.
@@ -94,6 +99,8 @@ pub enum WriteResult {
     Postback(PostbackCommit),
     /// Number of dead letters requeued.
     Replayed(u64),
+    /// What one [`WriteOp::Prune`] batch deleted.
+    Pruned(retention::PruneOutcome),
 }
 
 /// Outbox entries by state.
@@ -258,6 +265,14 @@ pub trait Store: Send + Sync {
 
     /// Record a backfill's progress (after its page is in analytics).
     async fn backfill_progress(&self, cursor: &export::BackfillCursor) -> Result<(), StoreError>;
+
+    /// Delete one batch of what `step.rule` no longer keeps (at most `step.limit` rows
+    /// looked at, past `step.after`), in one short transaction; the outcome says how
+    /// many went and where the next batch starts.
+    async fn prune(
+        &self,
+        step: &retention::PruneStep,
+    ) -> Result<retention::PruneOutcome, StoreError>;
 }
 
 /// The raw inbound request as journalled: everything needed to replay it.

@@ -1,7 +1,7 @@
 //! Landing clicks: mint, record, cookie.
 
 use super::visit::Visit;
-use super::Tracker;
+use super::{Pinned, Tracker};
 use crate::store::{ClickRecord, StoreError, WriteOp};
 use clickstamp_plugins::ClickId;
 
@@ -24,7 +24,7 @@ pub struct LandingClick {
     pub new_click: bool,
 }
 
-impl Tracker {
+impl Pinned<'_> {
     /// Build the click record for a visit to `campaign`, reading the traffic source's
     /// parameters from the visit's query.
     pub fn click_record(
@@ -102,7 +102,7 @@ impl Tracker {
         campaign: usize,
         visit: &Visit,
     ) -> Result<LandingClick, StoreError> {
-        let now = Self::now_ms();
+        let now = Tracker::now_ms();
         if let Some(click_id) =
             self.click_from_cookie(&visit.cookies, campaign, now, super::route::label::LANDING)
         {

@@ -7,7 +7,7 @@
 
 use super::route::label;
 use super::visit::Visit;
-use super::Tracker;
+use super::{Pinned, Tracker};
 use crate::store::{OutboundRecord, StoreError, WriteOp};
 use clickstamp_plugins::query::first_value;
 use clickstamp_plugins::{ClickId, StampError};
@@ -52,11 +52,11 @@ impl GoError {
     }
 }
 
-impl Tracker {
+impl Pinned<'_> {
     /// Handle `/go/{target}`.
     pub async fn go(&self, target: &str, visit: &Visit) -> Result<GoOutcome, GoError> {
         let config = &self.config;
-        let now = Self::now_ms();
+        let now = Tracker::now_ms();
         // Which campaigns may this click belong to, and which offer (if fixed)?
         let (candidates, fixed_offer): (Vec<usize>, Option<usize>) =
             match config.offer_index(target) {

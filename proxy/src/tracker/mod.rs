@@ -13,6 +13,7 @@ pub mod visit;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use arc_swap::ArcSwap;
 use clickstamp_plugins::{ClickId, ClickIdCodec, ClickIdError};
 use rand::RngCore;
 use std::sync::Arc;
@@ -20,7 +21,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Shared state behind every request.
 pub struct Tracker {
-    pub config: Arc<Config>,
+    /// The live config: replaced whole by [`crate::reload`]. A request reads it once,
+    /// through [`Tracker::pin`], and keeps that one to its end.
+    live_config: ArcSwap<Config>,
+    /// From `secrets.click_id_key`, which only a restart changes (see [`crate::reload`]).
     pub codec: ClickIdCodec,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
@@ -29,16 +33,31 @@ pub struct Tracker {
     /// Journal entries of unauthenticated postbacks, per client IP (see
     /// `postback::journal`).
     pub journal_limiter: crate::pixel::rate::RateLimiter,
-    /// ClickHouse, when `[analytics]` is configured.
+    /// ClickHouse, when `[analytics]` is configured (restart-only).
     pub analytics: Option<crate::analytics::Analytics>,
-    max_age_ms: u64,
+}
+
+/// The tracker under one config: what a request works with from its start to its
+/// end, so that campaign and offer indices it holds always point into the config they
+/// came from, even when a reload swaps the live one meanwhile. Everything else of the
+/// tracker is reached through `Deref`.
+pub struct Pinned<'a> {
+    tracker: &'a Tracker,
+    pub config: Arc<Config>,
+}
+
+impl std::ops::Deref for Pinned<'_> {
+    type Target = Tracker;
+
+    fn deref(&self) -> &Tracker {
+        self.tracker
+    }
 }
 
 impl Tracker {
     /// A tracker over a validated config and an open store.
     pub fn new(config: Arc<Config>, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
         let codec = ClickIdCodec::new(&config.secrets.click_id_key);
-        let max_age_ms = config.max_attribution_window().as_millis() as u64;
         let analytics_metrics =
             crate::analytics::AnalyticsMetrics::register_or_detached(metrics.registry());
         let analytics = config
@@ -47,7 +66,7 @@ impl Tracker {
             .and_then(|a| crate::analytics::Analytics::new(a, analytics_metrics));
         Tracker {
             analytics,
-            config,
+            live_config: ArcSwap::new(config),
             codec,
             store,
             metrics,
@@ -56,8 +75,33 @@ impl Tracker {
                 crate::postback::journal::UNAUTHENTICATED_JOURNAL_PER_MINUTE,
                 crate::postback::journal::RATE_LIMITED_CLIENTS,
             ),
-            max_age_ms,
         }
+    }
+
+    /// The live config. A request takes it once (see [`Tracker::pin`]) and uses that
+    /// one throughout.
+    pub fn config(&self) -> Arc<Config> {
+        self.live_config.load_full()
+    }
+
+    /// The tracker under the live config, for one request.
+    pub fn pin(&self) -> Pinned<'_> {
+        self.pinned(self.config())
+    }
+
+    /// The tracker under `config` (a request's config, taken when it started).
+    pub fn pinned(&self, config: Arc<Config>) -> Pinned<'_> {
+        Pinned {
+            tracker: self,
+            config,
+        }
+    }
+
+    /// Make `config` the live one; requests already running keep theirs. Only
+    /// [`crate::reload`] calls this, with a config whose restart-only parts are the
+    /// running ones.
+    pub(crate) fn replace_config(&self, config: Arc<Config>) {
+        self.live_config.store(config);
     }
 
     /// Milliseconds since the Unix epoch.
@@ -75,10 +119,22 @@ impl Tracker {
         self.codec.mint(now_ms, random)
     }
 
+    /// Count and log a refused click ID.
+    pub fn reject_click_id(&self, route: &str, e: ClickIdError) {
+        self.metrics
+            .click_ids_rejected
+            .with_label_values(&[route, e.reason()])
+            .inc();
+        tracing::info!(route, reason = e.reason(), "click id refused");
+    }
+}
+
+impl Pinned<'_> {
     /// Verify a click ID against the key and the longest attribution window. Campaign
     /// windows are checked again once the campaign is known.
     pub fn verify(&self, text: &str, now_ms: u64) -> Result<ClickId, ClickIdError> {
-        self.codec.verify(text, now_ms, self.max_age_ms)
+        let max_age_ms = self.config.max_attribution_window().as_millis() as u64;
+        self.codec.verify(text, now_ms, max_age_ms)
     }
 
     /// Verify a click ID against one campaign's window.
@@ -133,14 +189,5 @@ impl Tracker {
                 .ok()
         });
         click
-    }
-
-    /// Count and log a refused click ID.
-    pub fn reject_click_id(&self, route: &str, e: ClickIdError) {
-        self.metrics
-            .click_ids_rejected
-            .with_label_values(&[route, e.reason()])
-            .inc();
-        tracing::info!(route, reason = e.reason(), "click id refused");
     }
 }

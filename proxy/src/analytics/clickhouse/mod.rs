@@ -315,11 +315,8 @@ impl ClickHouse {
             .await?;
         let mut settled = 0;
         for (day, dirty_at, now) in dirty.data {
-            let (day, dirty_at, now): (u32, u64, u64) = (
-                parse_u(&day)? as u32,
-                parse_u(&dirty_at)?,
-                parse_u(&now)?,
-            );
+            let (day, dirty_at, now): (u32, u64, u64) =
+                (parse_u(&day)? as u32, parse_u(&dirty_at)?, parse_u(&now)?);
             if now.saturating_sub(dirty_at) < quiet.as_secs() {
                 continue;
             }
@@ -349,9 +346,10 @@ impl ClickHouse {
                         .bind(day.to_string().as_str()),
                 )
                 .await?;
-            let merged = parts.data.first().is_some_and(|(count, level, _)| {
-                count == "0" || (count == "1" && level != "0")
-            });
+            let merged = parts
+                .data
+                .first()
+                .is_some_and(|(count, level, _)| count == "0" || (count == "1" && level != "0"));
             if merged {
                 self.call(|| {
                     self.db
@@ -527,8 +525,9 @@ fn utc_days(clicks: &[ExportedClick]) -> Vec<u32> {
     let mut days: Vec<u32> = clicks
         .iter()
         .filter_map(|c| {
-            let date =
-                crate::report::params::format_date(c.ts_ms.div_euclid(crate::report::params::DAY_MS));
+            let date = crate::report::params::format_date(
+                c.ts_ms.div_euclid(crate::report::params::DAY_MS),
+            );
             date.replace('-', "").parse().ok()
         })
         .collect();

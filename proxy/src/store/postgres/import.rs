@@ -1088,6 +1088,12 @@ async fn import(
     })
 }
 
+/// Tables of the embedded store that a migration leaves behind, and why: the
+/// analytics queue and cursor describe what *that* store exported; the shared store
+/// starts its own (and says a backfill is due, since it then holds clicks).
+#[cfg(test)]
+const NOT_COPIED: [&str; 2] = ["analytics_cursor", "analytics_queue"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1124,6 +1130,7 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         let mut known: Vec<&str> = TABLES.iter().map(|t| t.name).collect();
+        known.extend(NOT_COPIED);
         known.sort_unstable();
         assert_eq!(tables, known, "a table of the embedded store is not copied");
     }

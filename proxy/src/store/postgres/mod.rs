@@ -20,6 +20,7 @@
 mod export;
 pub mod import;
 mod read;
+mod retention;
 pub mod schema;
 mod spool;
 mod tls;
@@ -559,6 +560,15 @@ impl Store for PgStore {
     async fn backfill_progress(&self, cursor: &BackfillCursor) -> Result<(), StoreError> {
         let cursor = cursor.clone();
         self.on_store(move |pool| async move { progress(&pool, &[], 0, None, Some(&cursor)).await })
+            .await
+    }
+
+    async fn prune(
+        &self,
+        step: &crate::store::retention::PruneStep,
+    ) -> Result<crate::store::retention::PruneOutcome, StoreError> {
+        let step = step.clone();
+        self.on_store(move |pool| async move { retention::prune(&pool, &step).await })
             .await
     }
 }

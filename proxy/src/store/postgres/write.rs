@@ -259,6 +259,9 @@ async fn commit_batch(
                     .await?;
                     WriteResult::Done
                 }
+                WriteOp::Prune(step) => {
+                    WriteResult::Pruned(super::retention::prune_batch(&tx, step).await?)
+                }
             });
         }
         results.push(one);

@@ -356,9 +356,16 @@ mod tests {
 
         let batch = claim(&conn, 10, 1_000).unwrap().unwrap();
         assert_eq!(batch.queue_ids.len(), 2, "an empty change queues nothing");
-        assert_eq!((batch.oldest_ms, batch.newest_ms, batch.changes), (100, 200, 4));
+        assert_eq!(
+            (batch.oldest_ms, batch.newest_ms, batch.changes),
+            (100, 200, 4)
+        );
         let clicks: Vec<&str> = batch.clicks.iter().map(|c| c.click_id.as_str()).collect();
-        assert_eq!(clicks, ["0a", "0b", "0z"], "the range, then the /go outside it");
+        assert_eq!(
+            clicks,
+            ["0a", "0b", "0z"],
+            "the range, then the /go outside it"
+        );
         let b = &batch.clicks[1];
         assert_eq!(
             (b.last_offer_id.as_deref(), b.last_offer_ms, b.version()),
@@ -416,7 +423,10 @@ mod tests {
     fn turning_analytics_off_marks_history_incomplete_and_drops_the_queue() {
         let mut conn = store();
         on_open(&conn, true).unwrap();
-        assert!(!cursor(&conn).unwrap().done, "a store with clicks needs a backfill");
+        assert!(
+            !cursor(&conn).unwrap().done,
+            "a store with clicks needs a backfill"
+        );
         conn.execute("UPDATE analytics_cursor SET backfill_done = 1", [])
             .unwrap();
         let mut c = Changes::default();
@@ -429,6 +439,9 @@ mod tests {
         let empty = Connection::open_in_memory().unwrap();
         empty.execute_batch(crate::store::sqlite::SCHEMA).unwrap();
         on_open(&empty, true).unwrap();
-        assert!(cursor(&empty).unwrap().done, "an empty store has no history");
+        assert!(
+            cursor(&empty).unwrap().done,
+            "an empty store has no history"
+        );
     }
 }

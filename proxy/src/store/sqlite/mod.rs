@@ -5,6 +5,7 @@ mod export;
 mod migrate;
 mod read;
 pub(crate) mod report;
+mod retention;
 
 use super::export::{BackfillCursor, ExportBacklog, ExportBatch, HistoryPage};
 use super::{ConversionRow, JournalFilter, JournalRow, OutboxCounts, OutboxRow};
@@ -296,6 +297,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<Wr
             )?;
             WriteResult::Done
         }
+        WriteOp::Prune(step) => WriteResult::Pruned(retention::prune_batch(tx, step)?),
     })
 }
 
@@ -575,6 +577,13 @@ impl Store for SqliteStore {
         }])
         .await
         .map(drop)
+    }
+
+    async fn prune(
+        &self,
+        step: &crate::store::retention::PruneStep,
+    ) -> Result<crate::store::retention::PruneOutcome, StoreError> {
+        self.prune_through_writer(step).await
     }
 }
 

@@ -485,7 +485,12 @@ mod tests {
 
     #[test]
     fn offer_and_network_come_from_the_catalog() {
-        let q = build(&catalog(), &params(&[Dimension::Network, Dimension::Offer]), &[]).unwrap();
+        let q = build(
+            &catalog(),
+            &params(&[Dimension::Network, Dimension::Offer]),
+            &[],
+        )
+        .unwrap();
         placeholders_match(&q);
         assert!(q.sql.starts_with("SELECT k0, o, countIf"), "{}", q.sql);
         assert!(q.sql.contains(
