@@ -235,6 +235,7 @@ pub fn lint_offer_url(network: &dyn Network, offer_url: &str) -> Vec<LintFinding
 mod tests {
     use super::*;
     use crate::network::builtin_network;
+    use crate::network::PostbackMacro;
     use crate::source::builtin_source;
 
     fn codes(f: &[LintFinding]) -> Vec<&'static str> {
@@ -283,6 +284,111 @@ mod tests {
         assert_eq!(
             codes(&lint_offer_url(cake.as_ref(), "ftp://x")),
             vec!["not_http_url"]
+        );
+    }
+
+    /// A network whose postback macros are whatever the test says.
+    #[derive(Debug)]
+    struct Macros(Vec<PostbackMacro>);
+
+    impl Network for Macros {
+        fn kind(&self) -> &str {
+            "custom"
+        }
+
+        fn click_id_param(&self) -> &str {
+            "s2"
+        }
+
+        fn postback_macros(&self) -> Vec<PostbackMacro> {
+            self.0.clone()
+        }
+    }
+
+    fn field(field: PostbackField, param: &str, name: &str) -> PostbackMacro {
+        PostbackMacro {
+            field,
+            param: param.into(),
+            macro_name: name.into(),
+            macro_text: format!("{{{name}}}"),
+        }
+    }
+
+    #[test]
+    fn a_network_without_a_click_id_or_with_a_reused_parameter_is_an_error() {
+        let no_click = Macros(vec![field(PostbackField::Payout, "payout", "amount")]);
+        let f = lint_network(&no_click);
+        assert_eq!(codes(&f), vec!["no_click_id_token"]);
+        assert!(has_errors(&f));
+        assert!(
+            f[0].message.contains("network custom reads no click id"),
+            "{}",
+            f[0].message
+        );
+
+        let reused = Macros(vec![
+            field(PostbackField::ClickId, "cid", "s2"),
+            field(PostbackField::Payout, "cid", "amount"),
+        ]);
+        let f = lint_network(&reused);
+        assert!(codes(&f).contains(&"duplicate_param"), "{f:?}");
+        let dup = f.iter().find(|f| f.code == "duplicate_param").unwrap();
+        assert_eq!(dup.token.as_deref(), Some("{amount}"));
+        assert!(
+            dup.message.contains("give payout its own"),
+            "{}",
+            dup.message
+        );
+
+        // A macro whose name is not plain does not come back as its parameter.
+        let odd = Macros(vec![
+            field(PostbackField::ClickId, "cid", "s2"),
+            field(PostbackField::Payout, "payout", "pay out"),
+        ]);
+        let f = lint_network(&odd);
+        assert_eq!(codes(&f), vec!["round_trip"]);
+        assert_eq!(f[0].token.as_deref(), Some("{pay out}"));
+
+        let fine = Macros(vec![
+            field(PostbackField::ClickId, "cid", "s2"),
+            field(PostbackField::Payout, "payout", "amount"),
+        ]);
+        assert!(lint_network(&fine).is_empty());
+    }
+
+    #[test]
+    fn only_errors_fail_a_check() {
+        let warning = LintFinding {
+            severity: Severity::Warning,
+            code: "x",
+            token: None,
+            message: String::new(),
+        };
+        assert!(!has_errors(&[]));
+        assert!(!has_errors(std::slice::from_ref(&warning)));
+        let error = LintFinding::error("y", None, String::new());
+        assert!(has_errors(&[warning, error]));
+    }
+
+    #[test]
+    fn a_foreign_placeholder_lists_the_tokens_the_source_fills() {
+        let e = builtin_source("exoclick").unwrap();
+        let f = lint_source_template(
+            e.as_ref(),
+            "https://s.exoclick.com/tag.php?goal=<goal>&tag={conversions_tracking}",
+        );
+        let style = e.token_style();
+        let listed: Vec<String> = e
+            .postback_tokens()
+            .iter()
+            .map(|t| style.wrap(&t.name))
+            .collect();
+        assert!(!listed.is_empty());
+        assert!(
+            f[0].message
+                .ends_with(&format!("fills only {}", listed.join(", "))),
+            "{}",
+            f[0].message
         );
     }
 }

@@ -311,6 +311,24 @@ mod tests {
     }
 
     #[test]
+    fn days_become_dates_across_leap_years_and_centuries() {
+        for (days, date) in [
+            (0, (1970, 1, 1)),
+            (59, (1970, 3, 1)),
+            (10_956, (1999, 12, 31)),
+            (10_957, (2000, 1, 1)),
+            (11_016, (2000, 2, 29)),
+            (11_017, (2000, 3, 1)),
+            (19_782, (2024, 2, 29)),
+            (47_540, (2100, 2, 28)),
+            (47_541, (2100, 3, 1)),
+            (130_953, (2328, 7, 16)),
+        ] {
+            assert_eq!(civil_from_days(days), date, "day {days}");
+        }
+    }
+
+    #[test]
     fn field_names() {
         assert_eq!(RelayField::from_name("sub3"), Some(RelayField::SubId(2)));
         assert_eq!(RelayField::from_name("sub0"), None);
