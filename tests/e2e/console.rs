@@ -216,8 +216,13 @@ fn an_operator_logs_in_and_works_through_every_page_in_chromium() {
     );
     act_and_wait(
         &mut b,
-        "document.querySelector('select[name=outcome]').value = 'rejected'; document.querySelector('#journal-filter').submit()",
-        "location.search.includes('outcome=rejected') && document.querySelector('#journal') !== null",
+        "const day = (offset) => new Date(Date.now() + offset * 864e5).toISOString().slice(0, 10); \
+         document.querySelector('input[name=from]').value = day(-1); \
+         document.querySelector('input[name=to]').value = day(1); \
+         document.querySelector('select[name=outcome]').value = 'rejected'; \
+         document.querySelector('#journal-filter').submit()",
+        "location.search.includes('outcome=rejected') && location.search.includes('from=') \
+         && document.querySelector('#journal') !== null",
     );
     let outcomes = b.eval(
         "Array.from(document.querySelectorAll('#journal tbody tr')).map(r => r.cells[4].innerText)",

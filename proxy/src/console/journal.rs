@@ -46,7 +46,8 @@ fn options(values: &[&str], selected: &str) -> String {
     out
 }
 
-/// `GET /console/journal?network=&outcome=&reason=&limit=`
+/// `GET /console/journal?network=&outcome=&reason=&from=&to=&limit=` (`from` and `to`
+/// are UTC dates, `to` inclusive; the rest go to the API as they are).
 pub async fn journal_page(ctx: &Ctx<'_>, query: &str) -> Reply {
     let q = parse_query(query);
     let given = |k: &str| first_value(&q, k).unwrap_or("").to_string();
@@ -57,12 +58,16 @@ pub async fn journal_page(ctx: &Ctx<'_>, query: &str) -> Reply {
         "<form method=\"get\" action=\"/console/journal\" id=\"journal-filter\" class=\"filters\">\
 <label>Network <select name=\"network\">{}</select></label>\
 <label>Outcome <select name=\"outcome\">{}</select></label>\
-<label>Reason <input name=\"reason\" value=\"{}\" placeholder=\"e.g. bad_secret\"></label>\
+<label>Reason <input name=\"reason\" value=\"{}\" placeholder=\"e.g. unauthorized_secret\"></label>\
+<label>From (UTC) <input type=\"date\" name=\"from\" value=\"{}\"></label>\
+<label>To (UTC, inclusive) <input type=\"date\" name=\"to\" value=\"{}\"></label>\
 <label>Limit <input name=\"limit\" type=\"number\" min=\"1\" max=\"10000\" value=\"{}\"></label>\
 <button type=\"submit\">Filter</button></form>",
         options(&networks, &given("network")),
         options(OUTCOMES, &given("outcome")),
         escape(&given("reason")),
+        escape(&given("from")),
+        escape(&given("to")),
         escape(&{
             let l = given("limit");
             if l.is_empty() {
@@ -72,7 +77,13 @@ pub async fn journal_page(ctx: &Ctx<'_>, query: &str) -> Reply {
             }
         }),
     );
-    let (status, answer) = ctx.admin.api("GET", "/api/journal", query).await;
+    let (status, answer) = match api_journal_query(&q) {
+        Ok(api_query) => ctx.admin.api("GET", "/api/journal", &api_query).await,
+        Err(problem) => (
+            http::StatusCode::BAD_REQUEST,
+            serde_json::json!({ "message": problem }),
+        ),
+    };
     let listing = if !status.is_success() {
         html::notice("error", &api_message(&answer))
     } else {
@@ -104,6 +115,37 @@ pub async fn journal_page(ctx: &Ctx<'_>, query: &str) -> Reply {
         "/console/journal",
         &format!("{filters}{listing}"),
     )
+}
+
+/// The API's query for the page's: dates become `since_ms`/`until_ms`, empty fields
+/// are left out, anything else is passed on (and refused there if unknown).
+fn api_journal_query(pairs: &[(String, String)]) -> Result<String, String> {
+    let mut out = Vec::new();
+    for (name, value) in pairs {
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        let (name, value) = match name.as_str() {
+            "from" | "to" => {
+                let day = crate::report::params::parse_date(value).ok_or_else(|| {
+                    let shown: String = value.chars().take(32).collect();
+                    format!("{name}: {shown:?} is not a date; write YYYY-MM-DD")
+                })?;
+                let day = if name == "to" { day + 1 } else { day };
+                let key = if name == "to" { "until_ms" } else { "since_ms" };
+                let ms = (day * crate::report::params::DAY_MS).max(0);
+                (key.to_string(), ms.to_string())
+            }
+            _ => (name.clone(), value.to_string()),
+        };
+        out.push(format!(
+            "{}={}",
+            html::url_value(&name),
+            html::url_value(&value)
+        ));
+    }
+    Ok(out.join("&"))
 }
 
 fn journal_row(ctx: &Ctx<'_>, e: &Value) -> Vec<String> {
@@ -327,4 +369,30 @@ pub fn api_message(answer: &Value) -> String {
     answer["message"]
         .as_str()
         .map_or_else(|| answer.to_string(), str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(query: &str) -> Vec<(String, String)> {
+        parse_query(query)
+    }
+
+    #[test]
+    fn journal_dates_become_the_apis_millisecond_bounds() {
+        assert_eq!(
+            api_journal_query(&pairs(
+                "network=cake&outcome=&from=1970-01-02&to=1970-01-02&limit=5"
+            ))
+            .unwrap(),
+            "network=cake&since_ms=86400000&until_ms=172800000&limit=5"
+        );
+        let refused = api_journal_query(&pairs("from=yesterday")).unwrap_err();
+        assert!(
+            refused.contains("from") && refused.contains("YYYY-MM-DD"),
+            "{refused}"
+        );
+        assert_eq!(api_journal_query(&pairs("")).unwrap(), "");
+    }
 }
