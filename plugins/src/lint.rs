@@ -349,6 +349,18 @@ mod tests {
         assert_eq!(codes(&f), vec!["round_trip"]);
         assert_eq!(f[0].token.as_deref(), Some("{pay out}"));
 
+        // The parameter comes back, but filled from another macro than the one meant
+        // (its text names `amount`, its name says `cur`).
+        let mut shifted = vec![
+            field(PostbackField::ClickId, "cid", "s2"),
+            field(PostbackField::Payout, "payout", "amount"),
+            field(PostbackField::Currency, "cur", "cur"),
+        ];
+        shifted[2].macro_text = "{amount}".into();
+        let f = lint_network(&Macros(shifted));
+        assert_eq!(codes(&f), vec!["round_trip"], "{f:?}");
+        assert_eq!(f[0].token.as_deref(), Some("{amount}"));
+
         let fine = Macros(vec![
             field(PostbackField::ClickId, "cid", "s2"),
             field(PostbackField::Payout, "payout", "amount"),
