@@ -5,8 +5,8 @@
 //!
 //! - `/console`: today at a glance (clicks, conversions, revenue, cost, profit, ROI
 //!   since 00:00 UTC) and a bar chart of the last 24 hours, one report per hour.
-//! - `/console/journal`: the postback journal, filtered by network, outcome and
-//!   reason, each entry with a replay button (`POST /console/journal/<id>/replay`).
+//! - `/console/journal`: the postback journal, filtered by network, outcome, reason
+//!   and UTC dates, each entry with a replay button (`POST /console/journal/<id>/replay`).
 //! - `/console/outbox`: relays by state; dead letters with their last failure and
 //!   replay buttons (one, or all of them).
 //! - `/console/explain?click=<id>`: why a click ID is refused, or its click, the offers
