@@ -617,7 +617,7 @@ fn nodes_starting_together_migrate_once_and_a_newer_schema_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("version 99, newer than this binary's 1"),
+        stderr.contains("version 99, newer than this binary's 2"),
         "{stderr}"
     );
 }
