@@ -30,9 +30,6 @@ mod report;
 mod rows;
 mod schema;
 
-#[cfg(test)]
-mod live;
-
 use crate::config::ClickHouseConfig;
 use crate::report::{Catalog, Figures, ReportParams, ReportRow};
 use crate::store::export::{ExportedClick, ExportedConversion};
@@ -525,15 +522,42 @@ fn utc_days(clicks: &[ExportedClick]) -> Vec<u32> {
     let mut days: Vec<u32> = clicks
         .iter()
         .filter_map(|c| {
-            let date = crate::report::params::format_date(
+            let (y, m, d) = crate::report::params::civil_from_days(
                 c.ts_ms.div_euclid(crate::report::params::DAY_MS),
             );
-            date.replace('-', "").parse().ok()
+            u32::try_from(y * 10_000 + i64::from(m) * 100 + i64::from(d)).ok()
         })
         .collect();
     days.sort_unstable();
     days.dedup();
     days
+}
+
+#[cfg(test)]
+mod day_tests {
+    use super::*;
+
+    #[test]
+    fn click_days_are_utc_yyyymmdd_and_back() {
+        let click = |ts_ms: i64| ExportedClick {
+            click_id: String::new(),
+            ts_ms,
+            campaign_id: String::new(),
+            source_id: String::new(),
+            sub_ids: Default::default(),
+            cost: None,
+            ip: None,
+            user_agent: None,
+            last_offer_id: None,
+            last_offer_ms: 0,
+        };
+        // 2024-02-29 00:00:00 UTC is 1_709_164_800_000 ms.
+        let midnight = 1_709_164_800_000;
+        let days = utc_days(&[click(midnight + 5), click(midnight - 1), click(midnight)]);
+        assert_eq!(days, [20240228, 20240229]);
+        assert_eq!(day_start_ms("20240229"), Some(midnight));
+        assert_eq!(day_start_ms("2024022"), None);
+    }
 }
 
 /// Unix ms at the start of the UTC day `YYYYMMDD`.
