@@ -1,6 +1,7 @@
 //! The admin listener: `/healthz`, `/metrics`, and `/api/...` behind a bearer token
 //! (and, when `server.demo_relay_sink` is on, the demo's stand-in traffic source).
 
+use crate::admin_throttle::Standing;
 use crate::postback::{Arrival, RawPostback};
 use crate::store::{JournalFilter, WriteOp, WriteResult};
 use crate::tracker::Tracker;
@@ -16,6 +17,8 @@ use std::sync::Arc;
 pub struct AdminApp {
     tracker: Arc<Tracker>,
     console: crate::console::Console,
+    /// Wrong admin tokens per client address, for the API and the console's login.
+    pub(crate) throttle: crate::admin_throttle::AdminThrottle,
     /// `POST /api/reload`'s reloader; `None` when embedded without a config file.
     reloader: Option<Arc<crate::reload::Reloader>>,
 }
@@ -26,6 +29,7 @@ impl AdminApp {
         AdminApp {
             tracker,
             console: crate::console::Console::default(),
+            throttle: crate::admin_throttle::AdminThrottle::default(),
             reloader: None,
         }
     }
@@ -37,26 +41,20 @@ impl AdminApp {
         self
     }
 
-    fn authorized(&self, session: &ServerSession) -> bool {
+    fn bearer(&self, session: &ServerSession) -> Bearer {
         let config = self.tracker.config();
         let expected = config.secrets.admin_token.as_bytes();
-        let Some(given) = session
-            .req_header()
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        else {
-            return false;
+        let Some(header) = session.req_header().headers.get("authorization") else {
+            return Bearer::Missing;
         };
-        let given = given.trim().as_bytes();
-        // Constant-time over the expected length: the token is a secret.
-        given.len() == expected.len()
-            && given
-                .iter()
-                .zip(expected)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        let Some(given) = header.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) else {
+            return Bearer::Wrong;
+        };
+        if crate::console::session::constant_time_eq(given.trim().as_bytes(), expected) {
+            Bearer::Right
+        } else {
+            Bearer::Wrong
+        }
     }
 
     /// Answer `method path?query` of the JSON API (the caller checked the token); the
@@ -124,6 +122,16 @@ impl AdminApp {
                 if let Err(refusal) = q.one_of("state", &["pending", "delivered", "dead"]) {
                     return refusal;
                 }
+                if let Some(click) = param("click") {
+                    // One click's relays, however old: the explainer's question.
+                    if param("state").is_some() {
+                        return bad_request("pass either ?click= or ?state=, not both");
+                    }
+                    return match store.outbox_for_click(&click).await {
+                        Ok(rows) => (StatusCode::OK, json!({ "entries": rows })),
+                        Err(e) => unavailable(e),
+                    };
+                }
                 match store.outbox(param("state").as_deref(), limit).await {
                     Ok(rows) => (StatusCode::OK, json!({ "entries": rows })),
                     Err(e) => unavailable(e),
@@ -141,6 +149,7 @@ impl AdminApp {
                 },
                 None => bad_request("pass ?click=<click id>"),
             },
+            ("GET", ["rotation"]) => crate::traffic::rotation::api(&self.tracker).await,
             ("POST", ["reload"]) => match &self.reloader {
                 Some(reloader) => crate::reload::api_answer(reloader).await,
                 None => not_found("this instance has no config file to reload (embedded)"),
@@ -256,7 +265,7 @@ fn allowed_params(method: &str, segments: &[&str]) -> &'static [&'static str] {
         ("GET", ["journal"]) => &[
             "network", "outcome", "reason", "since_ms", "until_ms", "limit",
         ],
-        ("GET", ["outbox"]) => &["state", "limit"],
+        ("GET", ["outbox"]) => &["state", "limit", "click"],
         ("GET", ["conversions"]) => &["click"],
         _ => &[],
     }
@@ -380,6 +389,50 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
     resp
 }
 
+/// What a request's `Authorization` header holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bearer {
+    Missing,
+    Wrong,
+    Right,
+}
+
+/// The TCP peer's address: what the token throttle keys on (never a forwarding
+/// header, which the client writes itself).
+pub(crate) fn peer_ip(session: &ServerSession) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+impl AdminApp {
+    /// 429 for an address that sent too many wrong tokens, whatever it sends now.
+    fn locked_out(&self, retry_after: std::time::Duration) -> Response<Vec<u8>> {
+        let secs = crate::admin_throttle::retry_after_secs(retry_after);
+        tracing::warn!(
+            retry_after_s = secs,
+            "admin API: refused, too many wrong admin tokens from this address"
+        );
+        self.tracker
+            .metrics
+            .requests
+            .with_label_values(&["admin_api", "throttled"])
+            .inc();
+        let mut resp = reply_json(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({
+                "error": "too_many_attempts",
+                "message": format!("too many wrong admin tokens from this address: try again in {secs} s"),
+                "retry_after_s": secs,
+            }),
+        );
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, secs.into());
+        resp
+    }
+}
+
 fn reply_json(status: StatusCode, value: serde_json::Value) -> Response<Vec<u8>> {
     reply(status, "application/json", value.to_string().into_bytes())
 }
@@ -433,7 +486,17 @@ impl ServeHttp for AdminApp {
                 self.console.respond(self, &self.tracker, session).await
             }
             p if p.starts_with("/api/") => {
-                if !self.authorized(session) {
+                let peer = peer_ip(session);
+                if let Standing::LockedOut { retry_after } = self.throttle.standing(peer) {
+                    return self.locked_out(retry_after);
+                }
+                let bearer = self.bearer(session);
+                if bearer != Bearer::Right {
+                    // A request with no token at all guessed nothing: only a wrong
+                    // token counts towards the lock-out.
+                    if bearer == Bearer::Wrong {
+                        self.throttle.failed(peer);
+                    }
                     self.tracker
                         .metrics
                         .requests
@@ -444,6 +507,7 @@ impl ServeHttp for AdminApp {
                         json!({ "error": "unauthorized", "message": "send Authorization: Bearer <secrets.admin_token>" }),
                     );
                 }
+                self.throttle.succeeded(peer);
                 let method = session.req_header().method.as_str().to_string();
                 let query = session.req_header().uri.query().unwrap_or("").to_string();
                 if method == "GET" && p == "/api/report" {

@@ -5,6 +5,7 @@
 //! existing server can call. The `clickstamp` binary is a thin shell over [`cli`].
 
 pub mod admin;
+pub mod admin_throttle;
 pub mod analytics;
 pub mod cli;
 pub mod config;
@@ -23,3 +24,4 @@ pub mod service;
 pub mod store;
 pub mod tls;
 pub mod tracker;
+pub mod traffic;

@@ -66,6 +66,14 @@ pub struct Metrics {
     pub deliveries: IntCounterVec,
     /// Seconds per delivery attempt, by source.
     pub delivery_seconds: HistogramVec,
+    /// Conversions settled by `[[destinations]]`, by destination id and outcome
+    /// (`delivered`, `skipped`, `retry`, `dead_refused`, `dead_exhausted`).
+    pub destination_deliveries: IntCounterVec,
+    /// Requests to destinations, by destination id and result (`ok`, `partial`,
+    /// `retry`, `refused`).
+    pub destination_requests: IntCounterVec,
+    /// Seconds per destination request, by destination id.
+    pub destination_request_seconds: HistogramVec,
     /// Relays that could not be rendered (the conversion is kept), by source and reason.
     pub relay_render_failures: IntCounterVec,
     /// Landing values (source click id, sub ids) over the length limit, stored as NULL
@@ -262,6 +270,28 @@ impl Metrics {
         registry
             .register(Box::new(delivery_seconds.clone()))
             .expect("unique metric");
+        let destination_deliveries = counter_vec(
+            "clickstamp_destination_deliveries_total",
+            "Conversions settled by a destination, by outcome.",
+            &["destination", "outcome"],
+        );
+        let destination_requests = counter_vec(
+            "clickstamp_destination_requests_total",
+            "Requests to destinations (one per batch), by result.",
+            &["destination", "result"],
+        );
+        let destination_request_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "clickstamp_destination_request_duration_seconds",
+                "Seconds per destination request.",
+            )
+            .buckets(latency_buckets()),
+            &["destination"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(destination_request_seconds.clone()))
+            .expect("unique metric");
         let relay_render_failures = counter_vec(
             "clickstamp_relay_render_failures_total",
             "Conversions whose relay could not be rendered (kept, not relayed), by reason.",
@@ -307,6 +337,9 @@ impl Metrics {
             outbox_entries,
             deliveries,
             delivery_seconds,
+            destination_deliveries,
+            destination_requests,
+            destination_request_seconds,
             relay_render_failures,
             landing_values_refused,
             requests,

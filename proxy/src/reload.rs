@@ -392,8 +392,44 @@ pub async fn api_answer(reloader: &Reloader) -> (http::StatusCode, serde_json::V
     }
 }
 
+/// Whether a `SIGHUP` arrived before the reload service was listening.
+///
+/// A signal's default action is the process's end, so until a handler is installed a
+/// `systemctl reload` (or a log rotator's HUP) sent while the store opens or the
+/// migrations run would kill the node. [`catch_hangups_early`] installs one at the
+/// start of `serve`; the hangups it catches are reloaded once [`ReloadOnHangup`]
+/// starts.
+#[derive(Debug, Clone, Default)]
+pub struct EarlyHangup(Arc<std::sync::atomic::AtomicBool>);
+
+impl EarlyHangup {
+    fn take(&self) -> bool {
+        self.0.swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Catch `SIGHUP` from now on, recording it in the flag returned. Said in the log if it
+/// cannot be installed; the node then still serves, as before.
+pub fn catch_hangups_early() -> EarlyHangup {
+    let flag = EarlyHangup::default();
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.0.clone()) {
+        eprintln!("clickstamp: cannot catch SIGHUP early ({e}): a SIGHUP before the node is serving would end it");
+    }
+    flag
+}
+
 /// Reloads on `SIGHUP`. Pingora itself handles only SIGINT, SIGTERM and SIGQUIT.
-pub struct ReloadOnHangup(pub Arc<Reloader>);
+pub struct ReloadOnHangup {
+    reloader: Arc<Reloader>,
+    early: EarlyHangup,
+}
+
+impl ReloadOnHangup {
+    /// Reload with `reloader` on each hangup, starting with one `early` caught.
+    pub fn new(reloader: Arc<Reloader>, early: EarlyHangup) -> Self {
+        ReloadOnHangup { reloader, early }
+    }
+}
 
 #[async_trait]
 impl BackgroundService for ReloadOnHangup {
@@ -406,15 +442,24 @@ impl BackgroundService for ReloadOnHangup {
                 return;
             }
         };
+        // Listening now: a hangup from here on reaches `hangups`. One that came while
+        // the node was starting is honoured once.
+        if self.early.take() {
+            tracing::info!("SIGHUP received while starting: reloading the config");
+            let _ = self.reloader.reload(Trigger::Signal).await;
+        }
         loop {
             tokio::select! {
                 received = hangups.recv() => {
                     if received.is_none() {
                         return;
                     }
+                    // The early flag is set by every hangup too; clear it so it does
+                    // not pile up.
+                    self.early.take();
                     tracing::info!("SIGHUP: reloading the config");
                     // The outcome is logged and counted by `reload`.
-                    let _ = self.0.reload(Trigger::Signal).await;
+                    let _ = self.reloader.reload(Trigger::Signal).await;
                 }
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() {

@@ -151,6 +151,8 @@ impl MainService {
             header("user-agent"),
             header("referer"),
         )
+        .with_signals(header)
+        .with_test_marker(header(crate::tracker::test_click::HEADER))
     }
 
     async fn handle_go(
@@ -523,7 +525,7 @@ impl ProxyHttp for MainService {
                 self.handle_postback(session, ctx, &network).await?;
                 Ok(true)
             }
-            Route::Landing { campaign, rest } => {
+            Route::Landing { campaign, mut rest } => {
                 ctx.route = label::LANDING;
                 let dest = session
                     .req_header()
@@ -538,6 +540,10 @@ impl ProxyHttp for MainService {
                         Ok(click) => {
                             ctx.set_cookie = click.set_cookie;
                             click_id = Some(click.click_id);
+                            // The campaign's own page is the click's lander (routing).
+                            if let Some(lander) = click.lander.filter(|_| rest == "/") {
+                                rest = lander;
+                            }
                         }
                         Err(e) => {
                             ctx.outcome = "store_unavailable";

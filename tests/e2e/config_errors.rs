@@ -196,6 +196,82 @@ fn postback_url_prints_the_networks_own_macros_and_the_secret() {
     );
 }
 
+#[test]
+fn campaign_url_is_the_landing_url_with_the_sources_own_macros() {
+    let dir = TempDir::new("campaign-url");
+    let landers = dir.0.join("landers");
+    std::fs::create_dir_all(&landers).unwrap();
+    std::fs::write(landers.join("index.html"), "<p>hi</p>").unwrap();
+    let path = dir.0.join("c.toml");
+    let config = format!(
+        r#"{SECRETS}
+[server]
+public_url = "https://trk.example/"
+
+[[networks]]
+id = "cake"
+
+[[traffic_sources]]
+id = "propeller"
+kind = "propellerads"
+
+[[traffic_sources]]
+id = "own"
+click_id_params = ["tsid"]
+
+[[offers]]
+id = "o1"
+url = "https://network.example/offer"
+network = "cake"
+
+[[campaigns]]
+id = "summer"
+path = "/summer"
+traffic_source = "propeller"
+offers = [{{ offer = "o1", weight = 1 }}]
+origin = {{ landers = "{landers}" }}
+
+[[campaigns]]
+id = "hosted"
+host = "lp.example"
+path = "/"
+traffic_source = "own"
+offers = [{{ offer = "o1", weight = 1 }}]
+origin = {{ landers = "{landers}" }}
+"#,
+        landers = landers.display()
+    );
+    std::fs::write(&path, config).unwrap();
+    let run = |campaign: &str| {
+        let out = Command::new(binary())
+            .args(["campaign-url", "--config"])
+            .arg(&path)
+            .args(["--campaign", campaign])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, url, err) = run("summer");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        url,
+        "https://trk.example/summer?subid=${SUBID}&zoneid=${ZONEID}&campaignid=${CAMPAIGNID}"
+    );
+    let (code, url, err) = run("hosted");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(url, "https://lp.example/", "the campaign's own host");
+    let (code, _, err) = run("winter");
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("no campaign with id \"winter\"") && err.contains("summer, hosted"),
+        "names the campaigns there are: {err}"
+    );
+}
+
 /// One broken config and what `check` must say about it.
 struct Rule {
     /// Lines for `[server]`, `[store]` and `[secrets]`, other tables, and the body

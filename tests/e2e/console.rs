@@ -372,6 +372,11 @@ fn an_operator_logs_in_and_works_through_every_page_in_chromium() {
         url.as_str().unwrap().contains("/postback/cake"),
         "the postback URL: {url}"
     );
+    let campaign_url = b.eval("document.querySelector('#campaign-url-0').value");
+    assert!(
+        campaign_url.as_str().unwrap().ends_with("/lp"),
+        "the campaign URL to paste into the source: {campaign_url}"
+    );
     let _ = b.eval("document.querySelector('button.copy').click()");
     assert!(
         b.wait_until(
@@ -583,4 +588,133 @@ fn without_a_session_or_its_csrf_token_the_console_refuses_everything() {
         no_token.status, 401,
         "a console session does not open the API"
     );
+}
+
+#[test]
+fn wrong_admin_tokens_lock_the_address_out_of_the_login_and_the_api() {
+    let source = FakeSource::start();
+    let inst = start(&source);
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    // Requests without any token guess nothing and count for nothing.
+    for _ in 0..20 {
+        let r = request(inst.admin, "GET", "/api/stats", &[], b"").unwrap();
+        assert_eq!(r.status, 401);
+    }
+    assert_eq!(inst.admin_get("/api/stats").status, 200);
+
+    // Nine wrong logins and one wrong bearer token: the limit is shared.
+    for i in 0..9 {
+        let wrong = post(&inst, "/login", &[], &format!("token=guess-{i}"));
+        assert_eq!(wrong.status, 403, "guess {i} is refused as wrong");
+    }
+    let wrong_api = request(
+        inst.admin,
+        "GET",
+        "/api/stats",
+        &[("Authorization", "Bearer guess-9")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(wrong_api.status, 401);
+
+    // From now on this address is refused, the right token included, with a wait.
+    let login = post(&inst, "/login", &[], &format!("token={ADMIN_TOKEN}"));
+    assert_eq!(login.status, 429, "{}", login.text());
+    assert!(login.header("set-cookie").is_none(), "no session opened");
+    let wait: u64 = login.header("retry-after").unwrap().parse().unwrap();
+    assert!((290..=300).contains(&wait), "Retry-After {wait}");
+    assert!(
+        login.text().contains("Too many wrong tokens"),
+        "{}",
+        login.text()
+    );
+    let api = request(
+        inst.admin,
+        "GET",
+        "/api/stats",
+        &[("Authorization", &bearer)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(api.status, 429, "{}", api.text());
+    assert_eq!(api.json()["error"], "too_many_attempts");
+    assert!(api.header("retry-after").is_some());
+    assert!(
+        !api.text().contains(ADMIN_TOKEN) && !login.text().contains(ADMIN_TOKEN),
+        "the refusal never echoes the token"
+    );
+
+    // Health and metrics stay open; the refusals are counted and logged.
+    assert_eq!(
+        request(inst.admin, "GET", "/healthz", &[], b"")
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        inst.metric("clickstamp_requests_total{outcome=\"throttled\",route=\"console\"}"),
+        1.0
+    );
+    assert_eq!(
+        inst.metric("clickstamp_requests_total{outcome=\"throttled\",route=\"admin_api\"}"),
+        1.0
+    );
+    let log = inst.log();
+    assert!(log.contains("too many wrong admin tokens"), "{log}");
+    assert!(!log.contains(ADMIN_TOKEN), "the log never holds the token");
+}
+
+#[test]
+fn a_clicks_relays_are_explained_however_many_relays_came_after_them() {
+    let source = FakeSource::start();
+    let inst = start(&source);
+    let cid = click(&inst, "TS-OLD");
+    let accepted = inst.get(
+        &format!("/postback/cake?cid={cid}&txid=OLD1&secret={SECRET}"),
+        &[],
+    );
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
+    let delivered = wait_for_outbox(&inst, "delivered");
+    assert_eq!(delivered.len(), 1, "the relay was not delivered");
+    // Months of other clicks' relays after it (written directly: thousands of
+    // postbacks would only make the test slow).
+    inst.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) \
+         INSERT INTO outbox (conversion_id, click_id, source_id, kind, url, state, \
+         attempts, next_attempt_ms, created_ms) \
+         SELECT 900000 + i, 'another-click', 'src', 'conversion', 'http://127.0.0.1:9/', \
+         'delivered', 1, 0, 0 FROM n",
+        &[],
+    );
+
+    let answer = inst.admin_get(&format!("/api/outbox?click={cid}"));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let entries = answer.json()["entries"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 1, "exactly this click's relay: {entries:?}");
+    assert_eq!(entries[0]["click_id"], json!(cid));
+    assert_eq!(entries[0]["state"], json!("delivered"));
+    let both = inst.admin_get(&format!("/api/outbox?click={cid}&state=dead"));
+    assert_eq!(both.status, 400, "{}", both.text());
+
+    let login = post(&inst, "/login", &[], &format!("token={ADMIN_TOKEN}"));
+    let cookie = login.cookie().unwrap();
+    let page = request(
+        inst.admin,
+        "GET",
+        &format!("/console/explain?click={cid}"),
+        &[("Cookie", &cookie)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(page.status, 200, "{}", page.text());
+    let html = page.text();
+    let relays = html
+        .split("id=\"relays\"")
+        .nth(1)
+        .expect("a relays table on the explain page");
+    assert!(
+        relays.contains("delivered") && relays.contains(&source.addr.to_string()),
+        "the click's relay is listed: {relays}"
+    );
+    assert!(!relays.contains("another-click"), "no other click's relays");
 }

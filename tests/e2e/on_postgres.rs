@@ -24,6 +24,8 @@ const SUITES: &[&str] = &[
     "reload::",
     "retention::",
     "console::",
+    "destinations::",
+    "traffic_rules::",
 ];
 const NOT_YET_ON_POSTGRES: &[&str] = &[];
 

@@ -290,6 +290,25 @@ fn approved_then_chargeback_is_one_status_change_relayed_once_with_history() {
         .collect();
     assert_eq!(history, vec!["pending", "approved", "chargeback"]);
     assert_eq!(conversions(&inst), 1);
+    // The dashboards see one new conversion and two status changes, by new status.
+    let series = |name: &str, status: &str| {
+        inst.metric(&format!(
+            "{name}{{campaign=\"camp\",source=\"src\",status=\"{status}\"}}"
+        ))
+    };
+    assert_eq!(
+        series("clickstamp_conversion_status_changes_total", "approved"),
+        1.0
+    );
+    assert_eq!(
+        series("clickstamp_conversion_status_changes_total", "chargeback"),
+        1.0
+    );
+    assert_eq!(
+        series("clickstamp_conversion_status_changes_total", "pending"),
+        0.0,
+        "the first postback is a new conversion, not a change"
+    );
 }
 
 #[test]
@@ -763,12 +782,46 @@ fn the_operator_cli_fires_a_test_postback_and_lists_journal_and_outbox() {
         run.contains("\"status\":\"accepted\"") && run.contains("\"status\":\"duplicate\""),
         "{run}"
     );
+    assert!(run.contains("kept out of reports"), "{run}");
     let journal = cli(&["journal"]);
     assert!(
         journal.contains("accepted") && journal.contains("duplicate"),
         "{journal}"
     );
-    source.wait_for(Duration::from_secs(5), |r| !r.is_empty());
+    // The test click is recorded as one, and its conversion counts nowhere.
+    let test_click = run
+        .lines()
+        .find_map(|l| l.strip_prefix("click id:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(
+        inst.value::<String>(
+            "SELECT excluded_reason FROM clicks WHERE click_id = $1",
+            &[&test_click]
+        ),
+        "test"
+    );
+    assert!(run.contains("\"relayed\":false"), "{run}");
+    let report = inst.admin_get("/api/report?group_by=campaign").json();
+    assert_eq!(report["totals"]["conversions"], 0, "{report}");
+    assert_eq!(report["totals"]["clicks"], 0, "{report}");
+    assert_eq!(
+        inst.metric("clickstamp_clicks_excluded_total{campaign=\"camp\",reason=\"test\"}"),
+        1.0
+    );
+
+    // A real conversion is relayed, and the outbox command lists it.
+    let cid = click(&inst, "SRC-REAL");
+    let real = postback(&inst, &format!("cid={cid}&txid=REAL1&secret={SECRET}"));
+    assert_eq!(real.json()["relayed"], true, "{}", real.text());
+    let got = source.wait_for(Duration::from_secs(5), |r| !r.is_empty());
+    assert_eq!(
+        got.len(),
+        1,
+        "only the real conversion reaches the source: {got:?}"
+    );
+    assert!(got[0].contains("clickid=SRC-REAL"), "{got:?}");
     let mut outbox = String::new();
     for _ in 0..50 {
         outbox = cli(&["outbox", "--state", "delivered"]);
@@ -778,8 +831,27 @@ fn the_operator_cli_fires_a_test_postback_and_lists_journal_and_outbox() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
-        outbox.contains("delivered") && outbox.contains("clickid=postback-test"),
+        outbox.contains("delivered") && outbox.contains("clickid=SRC-REAL"),
         "{outbox}"
+    );
+    assert!(!outbox.contains("clickid=postback-test"), "{outbox}");
+
+    // A /go with a marker that is not this instance's is an ordinary click.
+    let forged = inst.get(
+        "/go/offer1?tsid=FORGED",
+        &[(
+            "X-Clickstamp-Test-Click",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+        )],
+    );
+    assert_eq!(forged.status, 302);
+    assert_eq!(
+        inst.count(
+            "SELECT count(*) FROM clicks WHERE source_click_id = 'FORGED' AND excluded_reason IS NULL",
+            &[]
+        ),
+        1,
+        "a wrong marker excludes nothing"
     );
 }
 

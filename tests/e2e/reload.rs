@@ -388,3 +388,83 @@ fn twenty_reloads_under_load_fail_no_request_and_bad_or_restart_only_files_are_r
         "every landing click answered is stored"
     );
 }
+
+/// Whether process `pid` has a handler for SIGHUP (bit 0 of `SigCgt` in its status).
+fn catches_sighup(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & 1 == 1)
+}
+
+#[test]
+fn a_sighup_while_the_node_starts_is_a_reload_not_its_end() {
+    use clickstamp_e2e::instance::free_addr;
+    use clickstamp_e2e::store::StoreTarget;
+    let dir = clickstamp_e2e::TempDir::new("early-hangup");
+    let (main, admin) = (free_addr(), free_addr());
+    let config = dir.0.join("clickstamp.toml");
+    let store = StoreTarget::for_backend();
+    write_config_for(&store, &config, main, admin, "", "", &body(0));
+    let log_path = dir.0.join("clickstamp.log");
+    let mut child = std::process::Command::new(clickstamp_e2e::binary())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("spawn clickstamp");
+    let pid = child.id();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let serving = || std::net::TcpStream::connect(admin).is_ok();
+
+    // The handler must be there before the node listens: a hangup in between (a
+    // `systemctl reload` during a slow store open) would otherwise end it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the node ended while starting ({status}): {}", log());
+        }
+        let caught = catches_sighup(pid);
+        if caught {
+            assert!(
+                !serving(),
+                "SIGHUP was caught only once the node was listening"
+            );
+            break;
+        }
+        assert!(
+            !serving(),
+            "the node listened before it caught SIGHUP: a hangup while starting would end it"
+        );
+        assert!(Instant::now() < deadline, "no SIGHUP handler: {}", log());
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !serving() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the SIGHUP ended the starting node ({status}): {}", log());
+        }
+        assert!(Instant::now() < deadline, "never served: {}", log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The hangup is honoured as a reload once the node is up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log().contains("reloading the config") {
+        assert!(Instant::now() < deadline, "no reload logged: {}", log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the node still runs");
+    let health = request(admin, "GET", "/healthz", &[], b"").unwrap();
+    assert_eq!(health.status, 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -606,7 +606,7 @@ fn reports_add_up_to_the_cent_by_any_grouping_in_json_csv_and_the_cli() {
 #[test]
 fn bad_report_requests_get_a_reason_and_need_the_token() {
     let inst = Instance::start(&report_body());
-    let r = inst.admin_get("/api/report?group_by=country");
+    let r = inst.admin_get("/api/report?group_by=planet");
     assert_eq!(r.status, 400);
     let body = r.json();
     assert_eq!(body["error"], "bad_request");
@@ -630,7 +630,7 @@ fn bad_report_requests_get_a_reason_and_need_the_token() {
     let out = std::process::Command::new(binary())
         .args(["report", "--config"])
         .arg(&inst.config_path)
-        .args(["--group-by", "country"])
+        .args(["--group-by", "planet"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

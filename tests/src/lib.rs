@@ -7,7 +7,9 @@ pub mod clickhouse;
 pub mod fake_source;
 pub mod http;
 pub mod instance;
+pub mod mmdb;
 pub mod origin;
+pub mod platforms;
 pub mod postgres;
 pub mod store;
 

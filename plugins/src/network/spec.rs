@@ -396,6 +396,22 @@ mod tests {
     }
 
     #[test]
+    fn a_macro_name_must_scan_back_as_itself_in_its_own_style() {
+        assert!(check_macro("m", "payout", TokenStyle::Brace).is_ok());
+        assert!(check_macro("m", "PAYOUT", TokenStyle::DollarBrace).is_ok());
+        // `{x}}` scans as the brace token `x`: the right style, another name.
+        assert!(matches!(
+            check_macro("m", "x}", TokenStyle::Brace),
+            Err(SpecError::BadMacro { .. })
+        ));
+        // `{{x}}` scans as the double-brace token `x`: neither matches.
+        assert!(matches!(
+            check_macro("m", "{x}", TokenStyle::Brace),
+            Err(SpecError::BadMacro { .. })
+        ));
+    }
+
+    #[test]
     fn offer_tokens_are_replaced_once_encoded() {
         let n = SpecNetwork::new(
             NetworkSpec::new("m", "clickID", TokenStyle::Brace).offer_token("{clickID}"),

@@ -37,6 +37,16 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Print the URL to paste into a campaign's traffic source as the ad's target: the
+    /// landing URL with the source's own click-ID, cost and sub-ID macros.
+    CampaignUrl {
+        /// The TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The campaign's id in the config.
+        #[arg(long)]
+        campaign: String,
+    },
     /// Print the postback URL to paste into a network's dashboard.
     PostbackUrl {
         /// The TOML config file.
@@ -46,7 +56,8 @@ enum Command {
         #[arg(long)]
         network: String,
     },
-    /// Fire a realistic test postback and then its duplicate at the running instance.
+    /// Fire a realistic test postback and then its duplicate at the running instance,
+    /// on a test click kept out of reports and relays.
     PostbackTest {
         /// The TOML config file of the running instance (its admin listener is called).
         #[arg(long)]
@@ -193,6 +204,10 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::CampaignUrl { config, campaign } => with_config(&config, |c| {
+            println!("{}", ops::campaign_url(c, &campaign)?);
+            Ok(())
+        }),
         Command::PostbackUrl { config, network } => with_config(&config, |c| {
             println!("{}", ops::postback_url(c, &network)?);
             Ok(())
@@ -213,6 +228,7 @@ pub fn main() -> ExitCode {
                     "unexpected: see the answers above and `clickstamp journal`"
                 }
             );
+            println!("a test click: its conversion is journalled but kept out of reports and not relayed to the traffic source");
             Ok(())
         }),
         Command::Journal {
@@ -286,6 +302,11 @@ pub fn main() -> ExitCode {
                 .flatten()
                 .map(|e| {
                     let error = text(&e["last_error"]);
+                    // A destination's entry has no URL: its request is built when sent.
+                    let target = match e["destination_id"].as_str() {
+                        Some(d) => format!("destination {d}"),
+                        None => text(&e["url"]),
+                    };
                     vec![
                         e["id"].to_string(),
                         table::utc_time(e["created_ms"].as_u64()),
@@ -294,9 +315,9 @@ pub fn main() -> ExitCode {
                         e["attempts"].to_string(),
                         text(&e["last_status"]),
                         if error == "-" {
-                            text(&e["url"])
+                            target
                         } else {
-                            format!("{}  ({error})", text(&e["url"]))
+                            format!("{target}  ({error})")
                         },
                     ]
                 })
@@ -391,13 +412,18 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Serve { config } => match config::load(&config) {
-            Ok(c) => serve(c, &config),
-            Err(errors) => {
-                eprint!("{}: refusing to serve: {errors}", config.display());
-                ExitCode::from(2)
+        Command::Serve { config } => {
+            // First thing: a SIGHUP's default action ends the process, and an operator's
+            // `systemctl reload` can come while the store is still opening.
+            let early_hangup = crate::reload::catch_hangups_early();
+            match config::load(&config) {
+                Ok(c) => serve(c, &config, early_hangup),
+                Err(errors) => {
+                    eprint!("{}: refusing to serve: {errors}", config.display());
+                    ExitCode::from(2)
+                }
             }
-        },
+        }
     }
 }
 
@@ -548,7 +574,11 @@ fn init_logging(format: LogFormat) {
 }
 
 /// Build every service for `config` and run until told to stop.
-fn serve(config: Config, config_path: &std::path::Path) -> ExitCode {
+fn serve(
+    config: Config,
+    config_path: &std::path::Path,
+    early_hangup: crate::reload::EarlyHangup,
+) -> ExitCode {
     init_logging(config.server.log_format);
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
@@ -641,6 +671,11 @@ fn serve(config: Config, config_path: &std::path::Path) -> ExitCode {
     server.add_service(main);
     server.add_service(admin);
     server.add_service(outbox);
+    // Always running (idle without destinations), so a reload can add some.
+    server.add_service(pingora::services::background::background_service(
+        "clickstamp destinations",
+        crate::outbox::destinations::DestinationWorker::new(tracker.clone()),
+    ));
     if config.store.retention.is_enabled() {
         match crate::store::retention::RetentionMetrics::register(tracker.metrics.registry()) {
             Ok(retention_metrics) => {
@@ -663,7 +698,7 @@ fn serve(config: Config, config_path: &std::path::Path) -> ExitCode {
     }
     server.add_service(pingora::services::background::background_service(
         "clickstamp reload",
-        crate::reload::ReloadOnHangup(reloader),
+        crate::reload::ReloadOnHangup::new(reloader, early_hangup),
     ));
     if tracker.analytics.is_some() {
         server.add_service(pingora::services::background::background_service(

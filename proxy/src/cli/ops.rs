@@ -15,6 +15,8 @@ use std::time::Duration;
 pub enum OpsError {
     #[error("no network with id {0:?} in the config")]
     UnknownNetwork(String),
+    #[error("no campaign with id {id:?} in the config (campaigns: {known})")]
+    UnknownCampaign { id: String, known: String },
     #[error("{0}")]
     Setup(String),
     #[error("cannot reach clickstamp at {url}: {reason} (is `clickstamp serve` running with this config?)")]
@@ -54,6 +56,38 @@ pub fn admin(config: &Config, method: &str, path_and_query: &str) -> Result<Valu
     Ok(value)
 }
 
+/// The URL to paste into campaign `campaign_id`'s traffic source as the ad's target:
+/// the campaign's landing URL (its `host` if it has one, else `server.public_url`,
+/// then its path) with the source's own landing macros appended, so the source fills
+/// its click ID, cost and sub IDs on every click.
+pub fn campaign_url(config: &Config, campaign_id: &str) -> Result<String, OpsError> {
+    let campaign = config
+        .campaigns
+        .iter()
+        .find(|c| c.id == campaign_id)
+        .ok_or_else(|| OpsError::UnknownCampaign {
+            id: campaign_id.into(),
+            known: config
+                .campaigns
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let public = config.server.public_url.trim_end_matches('/');
+    let base = match &campaign.host {
+        Some(host) => {
+            let scheme = public.split_once("://").map_or("https", |(s, _)| s);
+            format!("{scheme}://{host}")
+        }
+        None => public.to_string(),
+    };
+    let landing = format!("{base}{}", campaign.path);
+    Ok(config.sources[campaign.source]
+        .plugin
+        .campaign_url(&landing))
+}
+
 /// The URL to paste into network `network_id`'s dashboard.
 pub fn postback_url(config: &Config, network_id: &str) -> Result<String, OpsError> {
     let net = config
@@ -79,9 +113,10 @@ pub struct TestRun {
 }
 
 /// Fire a realistic postback for network `network_id` at the running instance, then
-/// its duplicate: mint a click through `/go` on an offer of that network, fill the
-/// network's postback macros as the network would, sign it if the network is
-/// configured with a secret or HMAC, and send it twice.
+/// its duplicate: mint a test click through `/go` on an offer of that network (marked
+/// so that it and its conversion stay out of reports and relays), fill the network's
+/// postback macros as the network would, sign it if the network is configured with a
+/// secret or HMAC, and send it twice.
 pub fn postback_test(config: &Config, network_id: &str) -> Result<TestRun, OpsError> {
     let n = config
         .networks
@@ -97,10 +132,16 @@ pub fn postback_test(config: &Config, network_id: &str) -> Result<TestRun, OpsEr
     let main = format!("http://{}", config.server.listen);
     let agent = agent();
     let go = format!("{main}/go/{}?tsid=postback-test", offer.id);
-    let resp = agent.get(&go).call().map_err(|e| OpsError::Unreachable {
-        url: go.clone(),
-        reason: e.to_string(),
-    })?;
+    // Marked as a test click: its conversion stays out of reports and relays.
+    let marker = crate::tracker::test_click::marker(&config.secrets.admin_token);
+    let resp = agent
+        .get(&go)
+        .header(crate::tracker::test_click::HEADER, &marker)
+        .call()
+        .map_err(|e| OpsError::Unreachable {
+            url: go.clone(),
+            reason: e.to_string(),
+        })?;
     let location = resp
         .headers()
         .get("location")

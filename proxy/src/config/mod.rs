@@ -5,7 +5,11 @@
 //! the key (`campaigns[0].offers[1].weight`), what is wrong, and the fix, so one run of
 //! `clickstamp check` tells an operator everything to change.
 
+pub mod destinations;
 pub mod raw;
+pub mod routing;
+mod secret;
+pub mod traffic;
 mod validate;
 
 use clickstamp_plugins::postback::ConversionStatus;
@@ -188,11 +192,15 @@ pub struct Config {
     pub campaigns: Vec<Campaign>,
     pub postbacks: PostbackConfig,
     pub outbox: OutboxConfig,
+    /// `[[destinations]]`: conversions APIs and webhooks fed from the outbox.
+    pub destinations: Vec<destinations::Destination>,
     pub pixel: PixelConfig,
     /// TLS on the main listener, when configured.
     pub tls: Option<TlsConfig>,
     /// `[analytics]`: reports from a column store, when configured.
     pub analytics: Option<AnalyticsConfig>,
+    /// `[traffic]`: traffic-quality signals and GeoIP.
+    pub traffic: traffic::TrafficConfig,
 }
 
 /// `[analytics]`: clicks and conversions streamed to ClickHouse, and reports read
@@ -623,4 +631,9 @@ pub struct Campaign {
     pub direct_linking: bool,
     /// How its HTML pages are rewritten (`campaigns[].rewrite`).
     pub rewrite: crate::rewrite::RewriteSettings,
+    /// What a flagged click does (`campaigns[].quality`).
+    pub quality: crate::traffic::QualityPolicy,
+    /// Routing rules and rotation (`campaigns[].routing`); the default path is the
+    /// campaign's `offers`.
+    pub routing: routing::Routing,
 }

@@ -26,9 +26,14 @@ pub struct RawConfig {
     #[serde(default)]
     pub outbox: RawOutbox,
     #[serde(default)]
+    pub destinations: Vec<super::destinations::RawDestination>,
+    #[serde(default)]
     pub pixel: RawPixel,
     pub tls: Option<RawTls>,
     pub analytics: Option<RawAnalytics>,
+    /// `[traffic]`: traffic-quality signals (see `config::traffic`).
+    #[serde(default)]
+    pub traffic: super::traffic::RawTraffic,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,6 +241,10 @@ pub struct RawCampaign {
     pub direct_linking: Option<bool>,
     #[serde(default)]
     pub rewrite: RawRewrite,
+    /// `flag` or `exclude`: what a flagged click does (see `config::traffic`).
+    pub quality: Option<String>,
+    /// Routing rules, landers and rotation (see `config::routing`).
+    pub routing: Option<super::routing::RawRouting>,
 }
 
 /// `campaigns[].rewrite`

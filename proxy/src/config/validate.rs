@@ -124,6 +124,13 @@ pub fn validate(
         );
     }
     let outbox = outbox(&raw.outbox, &mut p);
+    let destinations = destinations::validate(
+        &raw.destinations,
+        &declared.sources,
+        base_dir,
+        env,
+        &mut p.0,
+    );
     let tls = raw.tls.as_ref().map(|t| tls(t, base_dir, &server, &mut p));
     let analytics = raw
         .analytics
@@ -175,6 +182,7 @@ pub fn validate(
             );
         }
     }
+    let traffic = super::traffic::traffic(&raw.traffic, base_dir, &mut p.0);
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
     }
@@ -188,9 +196,11 @@ pub fn validate(
         campaigns,
         postbacks,
         outbox,
+        destinations,
         pixel,
         tls,
         analytics,
+        traffic,
     })
 }
 
@@ -1658,6 +1668,9 @@ fn campaigns(
         let origin = origin(i, &c.origin, base_dir, p);
         let origin_timeout = origin_timeout(i, &c.origin, p);
         let rewrite = rewrite_settings(i, &c.rewrite, p);
+        let quality = super::traffic::quality_policy(i, c.quality.as_deref(), &mut p.0);
+        let routing =
+            super::routing::routing(i, c.routing.as_ref(), &campaign_offers, offers, &mut p.0);
         if let (Some(source), Some(origin)) = (source, origin) {
             out.push(Campaign {
                 id: c.id.clone(),
@@ -1671,6 +1684,8 @@ fn campaigns(
                 cost: c.cost,
                 direct_linking: c.direct_linking.unwrap_or(true),
                 rewrite,
+                quality,
+                routing,
             });
         }
     }

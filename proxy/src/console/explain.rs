@@ -8,9 +8,6 @@ use super::{Ctx, Reply};
 use clickstamp_plugins::query::{first_value, parse_query};
 use serde_json::Value;
 
-/// Outbox entries searched for a click's relays, newest first.
-const RELAYS_SEARCHED: u32 = 2000;
-
 /// `GET /console/explain?click=<id>`
 pub async fn page(ctx: &Ctx<'_>, query: &str) -> Reply {
     let q = parse_query(query);
@@ -117,17 +114,14 @@ pub async fn page(ctx: &Ctx<'_>, query: &str) -> Reply {
         }
         Err(e) => body.push_str(&html::notice("error", &format!("conversions: {e}"))),
     }
-    match store.outbox(None, RELAYS_SEARCHED).await {
+    match store.outbox_for_click(&click_id).await {
         Ok(entries) => {
             let rows: Vec<Vec<String>> = entries
                 .iter()
-                .filter(|e| e.click_id == click_id)
                 .filter_map(|e| serde_json::to_value(e).ok())
                 .map(|e| outbox_row(ctx, &e))
                 .collect();
-            body.push_str(&format!(
-                "<h2>Relays</h2><p class=\"hint\">Among the latest {RELAYS_SEARCHED} outbox entries.</p>"
-            ));
+            body.push_str("<h2>Relays</h2>");
             body.push_str(&table(
                 "relays",
                 &[

@@ -328,7 +328,11 @@ pub fn outbox_row(ctx: &Ctx<'_>, e: &Value) -> Vec<String> {
         } else {
             format!("<span class=\"failure\">{failure}</span>")
         },
-        format!("<code class=\"raw\">{}</code>", cell(&e["url"])),
+        // A destination's entry has no URL of its own: its request is built when sent.
+        match e["destination_id"].as_str() {
+            Some(d) => format!("destination <code>{}</code>", escape(d)),
+            None => format!("<code class=\"raw\">{}</code>", cell(&e["url"])),
+        },
         replay,
     ]
 }

@@ -27,6 +27,11 @@
 //! session ends after [`session::IDLE_TIMEOUT`] unused, [`session::MAX_LIFETIME`] after
 //! login, at `POST /logout`, or when the process restarts.
 //!
+//! Wrong admin tokens are limited per client address ([`crate::admin_throttle`]): after
+//! ten within five minutes, the login page answers 429 with `Retry-After`, even for the
+//! right token, until the five minutes are up. The API's bearer token counts against
+//! the same limit.
+//!
 //! Every POST but the login itself carries the session's CSRF token in a hidden `csrf`
 //! field, compared in constant time; without it, or with another, the POST is refused
 //! with 403. (The login needs no token: it is the admin token itself, which a forging
@@ -47,6 +52,7 @@ pub mod session;
 mod settings;
 
 use crate::admin::AdminApp;
+use crate::admin_throttle::Standing;
 use crate::config::Config;
 use crate::tracker::Tracker;
 use clickstamp_plugins::query::{first_value, parse_query};
@@ -81,6 +87,8 @@ pub struct Reply {
     /// Refused for want of a session, a CSRF token or the admin token (the metric's
     /// `unauthorized` outcome; a redirect to the login page is one too).
     unauthorized: bool,
+    /// Refused by the wrong-token limit (the metric's `throttled` outcome).
+    throttled: bool,
 }
 
 impl Reply {
@@ -91,6 +99,7 @@ impl Reply {
             body: body.into_bytes(),
             headers: Vec::new(),
             unauthorized: false,
+            throttled: false,
         }
     }
 
@@ -102,6 +111,11 @@ impl Reply {
 
     fn unauthorized(mut self) -> Reply {
         self.unauthorized = true;
+        self
+    }
+
+    fn throttled(mut self) -> Reply {
+        self.throttled = true;
         self
     }
 
@@ -170,6 +184,8 @@ struct Request {
     form: Vec<(String, String)>,
     cookie: Option<String>,
     over_tls: bool,
+    /// The TCP peer, for the wrong-token limit.
+    peer: Option<std::net::IpAddr>,
 }
 
 impl Request {
@@ -198,6 +214,7 @@ impl Request {
             form: Vec::new(),
             cookie,
             over_tls,
+            peer: crate::admin::peer_ip(session),
         };
         if req.method == "POST" {
             let mut body = Vec::new();
@@ -233,7 +250,9 @@ impl Console {
             Ok(req) => self.route(admin, tracker, &req).await,
             Err(why) => refused(StatusCode::BAD_REQUEST, why),
         };
-        let outcome = if reply.unauthorized {
+        let outcome = if reply.throttled {
+            "throttled"
+        } else if reply.unauthorized {
             "unauthorized"
         } else if reply.status.as_u16() < 400 {
             "ok"
@@ -257,7 +276,7 @@ impl Console {
                 Some(_) => Reply::redirect("/console"),
                 None => Reply::html(StatusCode::OK, html::login_page(None)),
             },
-            ("POST", "/login") => self.login(tracker, req),
+            ("POST", "/login") => self.login(admin, tracker, req),
             _ => {
                 let Some((id, session)) = self.live_session(req) else {
                     return if method == "GET" {
@@ -324,10 +343,26 @@ impl Console {
         self.sessions.touch(id).map(|s| (id.to_string(), s))
     }
 
-    fn login(&self, tracker: &Tracker, req: &Request) -> Reply {
+    fn login(&self, admin: &AdminApp, tracker: &Tracker, req: &Request) -> Reply {
+        if let Standing::LockedOut { retry_after } = admin.throttle.standing(req.peer) {
+            let secs = crate::admin_throttle::retry_after_secs(retry_after);
+            tracing::warn!(
+                retry_after_s = secs,
+                "console: login refused, too many wrong admin tokens from this address"
+            );
+            return Reply::html(
+                StatusCode::TOO_MANY_REQUESTS,
+                html::login_page(Some(&format!(
+                    "Too many wrong tokens from your address: try again in {secs} s."
+                ))),
+            )
+            .with(http::header::RETRY_AFTER, secs.to_string())
+            .throttled();
+        }
         let config = tracker.config();
         let expected = config.secrets.admin_token.as_bytes();
         if !session::constant_time_eq(req.field("token").trim().as_bytes(), expected) {
+            admin.throttle.failed(req.peer);
             tracing::warn!("console: login with a wrong admin token refused");
             return Reply::html(
                 StatusCode::FORBIDDEN,
@@ -335,6 +370,7 @@ impl Console {
             )
             .unauthorized();
         }
+        admin.throttle.succeeded(req.peer);
         let id = self.sessions.open();
         tracing::info!("console: logged in");
         Reply::redirect("/console").with(
@@ -351,6 +387,7 @@ fn asset(content_type: &'static str, text: &'static str) -> Reply {
         body: text.as_bytes().to_vec(),
         headers: Vec::new(),
         unauthorized: false,
+        throttled: false,
     }
 }
 

@@ -1,7 +1,8 @@
 //! Per network: the postback URL to paste into its dashboard (with a copy button),
 //! and "send a test postback", the round trip of `clickstamp postback-test` (a click
 //! minted through `/go`, then the network's postback and its duplicate sent to the
-//! main listener).
+//! main listener). Per campaign: the URL to paste into its traffic source
+//! (`clickstamp campaign-url`).
 
 use super::html::{self, escape, post_button};
 use super::{Ctx, Reply};
@@ -38,6 +39,22 @@ pub fn page(ctx: &Ctx<'_>, result: Option<String>) -> Reply {
     if config.networks.is_empty() {
         body.push_str(&html::notice("ok", "No network is configured."));
     }
+    body.push_str("<h2>Campaign URLs</h2><p class=\"hint\">Paste a campaign's URL into its traffic source as the ad's target: the source fills its own macros (its click ID, cost, sub IDs) on every click.</p>");
+    for (i, campaign) in config.campaigns.iter().enumerate() {
+        let url = match ops::campaign_url(&config, &campaign.id) {
+            Ok(u) => u,
+            Err(e) => e.to_string(),
+        };
+        let _ = write!(
+            body,
+            "<section class=\"campaign\" id=\"campaign-{i}\"><h3>{} <span class=\"hint\">from {}</span></h3>\
+<div class=\"copy-row\"><input readonly class=\"campaign-url\" id=\"campaign-url-{i}\" value=\"{}\">\
+<button type=\"button\" class=\"copy\" data-copy=\"campaign-url-{i}\">Copy</button></div></section>",
+            escape(&campaign.id),
+            escape(&config.sources[campaign.source].id),
+            escape(&url),
+        );
+    }
     ctx.page("Networks", "/console/networks", &body)
 }
 
@@ -68,7 +85,7 @@ pub async fn test(ctx: &Ctx<'_>, encoded_id: &str) -> Reply {
 <dt>postback</dt><dd><code class=\"raw\">{}</code></dd>\
 <dt>first answer</dt><dd>{} <code>{}</code></dd><dt>duplicate's answer</dt><dd>{} <code>{}</code></dd></dl>",
                 if ok {
-                    html::notice("ok", "The test postback was accepted, and its duplicate recognised.")
+                    html::notice("ok", "The test postback was accepted, and its duplicate recognised. It was a test click: kept out of the reports, not relayed to the traffic source.")
                 } else {
                     html::notice("error", "The test postback was not accepted: see the answers below.")
                 },

@@ -158,6 +158,7 @@ pub async fn csv(ctx: &Ctx<'_>, query: &str) -> Reply {
         body,
         headers: Vec::new(),
         unauthorized: false,
+        throttled: false,
     };
     if status.is_success() {
         reply = reply.with(

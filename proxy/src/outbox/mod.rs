@@ -13,6 +13,7 @@
 
 pub mod backoff;
 mod deliver;
+pub mod destinations;
 
 use crate::store::{DeliveryResult, OutboxRow, WriteOp};
 use crate::tracker::Tracker;

@@ -733,9 +733,20 @@ impl Pinned<'_> {
             currency,
             status: status.as_str(),
             origin,
-            relay_url,
+            // An excluded click's conversion is recorded, never relayed (nor sent to a
+            // destination below): see `traffic::withhold_relay`.
+            relay_url: self.withhold_relay(click, &source.id, relay_url),
             relay_status_changes: source.plugin.relays_status_changes(),
             relay_not_before_ms: None,
+            destinations: config
+                .destinations
+                .iter()
+                .filter(|d| d.source == source.id && click.profile.excluded.is_none())
+                .map(|d| crate::store::DestinationTarget {
+                    id: d.id.clone(),
+                    status_changes: d.takes_status_changes(),
+                })
+                .collect(),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! count per group, which a database does with a temporary sort or B-tree per query
 //! (seconds on a million clicks); a hash set does it in one pass.
 
-use super::params::{format_date, Dimension, ReportParams, DAY_MS};
+use super::params::{format_date, Dimension, ReportParams, Trait, DAY_MS};
 use super::{Catalog, Figures, ReportRow};
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
@@ -49,6 +49,8 @@ pub struct Needed {
     pub campaign: bool,
     pub source: bool,
     pub subs: [bool; 5],
+    /// The click traits, in [`Trait::ALL`] order.
+    pub traits: [bool; 6],
 }
 
 impl Needed {
@@ -62,7 +64,12 @@ impl Needed {
         for (i, s) in subs.iter_mut().enumerate() {
             *s = dims.contains(&Dimension::Sub(i as u8 + 1));
         }
+        let mut traits = [false; 6];
+        for (t, needed) in Trait::ALL.iter().zip(traits.iter_mut()) {
+            *needed = dims.contains(&Dimension::Trait(*t));
+        }
         Needed {
+            traits,
             offer,
             day: dims.contains(&Dimension::Day),
             // A click's sole offer comes from its campaign.
@@ -85,6 +92,8 @@ pub struct ClickFacts<'a> {
     pub cost_micros: i128,
     pub ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
+    /// The click's traits, in [`Trait::ALL`] order (empty text: unknown).
+    pub traits: [Option<&'a str>; 6],
 }
 
 /// One counted conversion of a click in the range, with its click's attributes.
@@ -100,6 +109,8 @@ pub struct ConversionFacts<'a> {
     /// The conversion's network.
     pub network: Option<&'a str>,
     pub payout_micros: i128,
+    /// Its click's traits, in [`Trait::ALL`] order.
+    pub traits: [Option<&'a str>; 6],
 }
 
 /// The columns of one click (or of a conversion's click) that keys are made of.
@@ -113,6 +124,7 @@ struct Attrs<'a> {
     offer: Option<&'a str>,
     /// The recorded network (a conversion's); clicks have none.
     network: Option<&'a str>,
+    traits: [Option<&'a str>; 6],
 }
 
 /// Builds group keys and keeps the groups.
@@ -167,6 +179,7 @@ impl<'c> Groups<'c> {
             Dimension::Sub(n) => Part::Text(a.subs[usize::from(n - 1)]),
             Dimension::Day => Part::Day((a.ts_ms + self.offset_ms).div_euclid(DAY_MS)),
             Dimension::Offer => Part::Text(offer()),
+            Dimension::Trait(t) => Part::Text(a.traits[t as usize].filter(|s| !s.is_empty())),
             Dimension::Network => Part::Text(
                 a.network
                     .or_else(|| offer().and_then(|o| self.offer_network.get(o).copied())),
@@ -290,6 +303,7 @@ impl<'c> Aggregator<'c> {
             subs: c.subs,
             offer: c.offer,
             network: None,
+            traits: c.traits,
         };
         let g = self.groups.group(&a);
         let who = self.visitors.id(c.ip, c.user_agent);
@@ -318,6 +332,7 @@ impl<'c> Aggregator<'c> {
             subs: v.subs,
             offer: v.offer,
             network: v.network,
+            traits: v.traits,
         };
         let g = self.groups.group(&a);
         self.groups.rows[g].figures.add_conversion(v.payout_micros);

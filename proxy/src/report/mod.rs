@@ -8,7 +8,9 @@
 //!   cohort view). So CR and EPC of a day compare like with like, and a day's figures
 //!   can still grow while its conversions come in.
 //! - **clicks**: clicks recorded (landing views that minted a click, and direct-link
-//!   clicks from `/go`). Reloads with the click cookie are not clicks.
+//!   clicks from `/go`). Reloads with the click cookie are not clicks. Clicks recorded
+//!   as excluded (`clicks.excluded`: a flagged click of a campaign that excludes them)
+//!   count nowhere, nor do their conversions.
 //! - **unique_clicks**: distinct visitors among those clicks, a visitor being the pair
 //!   (IP address, User-Agent), compared by a 64-bit keyed hash (a million visitors
 //!   come out one short with probability about 1 in 37 million). Counted within each row, so rows do not add up to the

@@ -22,12 +22,53 @@ pub enum Dimension {
     Sub(u8),
     /// The calendar day of the click in the report's offset.
     Day,
+    /// A click's recorded trait (docs/traffic-rules.md): quality, lander, country,
+    /// device, OS or browser.
+    Trait(Trait),
+}
+
+/// The click traits a report can group by: columns of the click, empty (grouped
+/// under `null`) when unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Trait {
+    /// `ok` or `flagged`.
+    Quality,
+    Lander,
+    Country,
+    Device,
+    Os,
+    Browser,
+}
+
+impl Trait {
+    /// Every trait, in column order.
+    pub const ALL: [Trait; 6] = [
+        Trait::Quality,
+        Trait::Lander,
+        Trait::Country,
+        Trait::Device,
+        Trait::Os,
+        Trait::Browser,
+    ];
+
+    /// The click column, and the dimension's name.
+    pub fn column(self) -> &'static str {
+        match self {
+            Trait::Quality => "quality",
+            Trait::Lander => "lander",
+            Trait::Country => "country",
+            Trait::Device => "device",
+            Trait::Os => "os",
+            Trait::Browser => "browser",
+        }
+    }
 }
 
 impl Dimension {
     /// Every dimension, for help texts.
-    pub const ALL: [&'static str; 10] = [
+    pub const ALL: [&'static str; 16] = [
         "campaign", "offer", "network", "source", "sub1", "sub2", "sub3", "sub4", "sub5", "day",
+        "quality", "lander", "country", "device", "os", "browser",
     ];
 
     /// Parse a dimension name.
@@ -43,7 +84,12 @@ impl Dimension {
             "sub4" => Dimension::Sub(4),
             "sub5" => Dimension::Sub(5),
             "day" | "date" => Dimension::Day,
-            _ => return None,
+            other => {
+                return Trait::ALL
+                    .into_iter()
+                    .find(|t| t.column() == other)
+                    .map(Dimension::Trait)
+            }
         })
     }
 
@@ -56,6 +102,7 @@ impl Dimension {
             Dimension::Source => "source",
             Dimension::Sub(n) => ["sub1", "sub2", "sub3", "sub4", "sub5"][usize::from(n - 1)],
             Dimension::Day => "day",
+            Dimension::Trait(t) => t.column(),
         }
     }
 }
@@ -410,7 +457,7 @@ mod tests {
     #[test]
     fn bad_parameters_name_themselves() {
         assert_eq!(
-            ReportParams::from_query("group_by=country")
+            ReportParams::from_query("group_by=planet")
                 .unwrap_err()
                 .param,
             "group_by"

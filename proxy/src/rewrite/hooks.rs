@@ -196,6 +196,8 @@ impl LandingHooks {
         let dest = header(req, "sec-fetch-dest");
         if is_page_view(req.method.as_str(), req.uri.path(), dest.as_deref()) {
             let click = tracker.landing_click(campaign, &visit).await?;
+            // The campaign's own page is the click's lander (routing).
+            let rest = click.lander.filter(|_| rest == "/").unwrap_or(rest);
             return Ok(Some(LandingVisit {
                 config: tracker.config.clone(),
                 campaign,
@@ -530,4 +532,5 @@ pub fn visit_from_request(config: &Config, req: &RequestHeader, peer_ip: Option<
         header(req, "user-agent"),
         header(req, "referer"),
     )
+    .with_signals(|name| header(req, name))
 }

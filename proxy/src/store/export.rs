@@ -34,6 +34,35 @@ pub struct ExportedClick {
     pub last_offer_id: Option<String>,
     /// When that `/go` happened (Unix ms; 0 without one).
     pub last_offer_ms: i64,
+    pub traits: ExportedTraits,
+}
+
+/// A click's quality, exclusion and visitor traits (docs/traffic-rules.md), as
+/// reports group and filter by them; conversions carry their click's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedTraits {
+    pub quality: String,
+    pub lander: String,
+    pub country: String,
+    pub device: String,
+    pub os: String,
+    pub browser: String,
+    /// Kept out of reports (see `store::ClickProfile::excluded`).
+    pub excluded: bool,
+}
+
+impl Default for ExportedTraits {
+    fn default() -> Self {
+        ExportedTraits {
+            quality: "ok".into(),
+            lander: String::new(),
+            country: String::new(),
+            device: String::new(),
+            os: String::new(),
+            browser: String::new(),
+            excluded: false,
+        }
+    }
 }
 
 impl ExportedClick {
@@ -66,6 +95,8 @@ pub struct ExportedConversion {
     /// When its click's latest `/go` happened (0 without one): a later `/go` can
     /// change the offer the conversion falls back to.
     pub last_offer_ms: i64,
+    /// Its click's.
+    pub traits: ExportedTraits,
 }
 
 impl ExportedConversion {
@@ -285,6 +316,7 @@ mod tests {
             user_agent: None,
             last_offer_id: None,
             last_offer_ms: 0,
+            traits: Default::default(),
         };
         assert_eq!(click.version(), 0);
         let conv = ExportedConversion {
@@ -300,6 +332,7 @@ mod tests {
             status: "approved".into(),
             updated_ms: 100,
             last_offer_ms: 250,
+            traits: Default::default(),
         };
         assert_eq!(conv.version(), 250);
         assert_eq!(

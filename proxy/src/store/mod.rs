@@ -53,6 +53,50 @@ pub struct ClickRecord {
     pub referrer: Option<String>,
     /// How the click arrived: `landing` or `direct` (minted by /go).
     pub entry: &'static str,
+    /// Traffic quality and the visitor's traits.
+    pub profile: ClickProfile,
+}
+
+/// A click's traffic quality, whether it counts, and the visitor's traits, as
+/// recorded (docs/traffic-rules.md). Clicks are immutable, so the click cache holds
+/// this too.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ClickProfile {
+    /// `ok` or `flagged`.
+    pub quality: String,
+    /// The reasons it was flagged, comma-separated (`bot_user_agent,datacenter`).
+    pub quality_reasons: String,
+    /// Why the click is kept out of reports and relays (`quality`: its campaign
+    /// excludes flagged clicks); `None` when it counts. The `clicks.excluded` flag is
+    /// set exactly when this is.
+    pub excluded: Option<String>,
+    /// The lander the visitor was shown; the rest are the visitor's country (ISO
+    /// code), device, OS and browser. Each empty when unknown.
+    pub lander: String,
+    pub country: String,
+    pub device: String,
+    pub os: String,
+    pub browser: String,
+    /// The routing path the visitor was sent down: a rule's name, or `default`
+    /// (empty for a click recorded before routing existed).
+    pub route: String,
+}
+
+impl Default for ClickProfile {
+    fn default() -> Self {
+        ClickProfile {
+            quality: "ok".into(),
+            quality_reasons: String::new(),
+            excluded: None,
+            lander: String::new(),
+            country: String::new(),
+            device: String::new(),
+            os: String::new(),
+            browser: String::new(),
+            route: String::new(),
+        }
+    }
 }
 
 /// A visitor sent from /go to an offer.
@@ -127,6 +171,8 @@ pub struct StoredClick {
     /// Every offer the click was sent to by `/go`, oldest first, each once (at most
     /// [`MAX_OUTBOUND_OFFERS`]): which networks may report a conversion for it.
     pub outbound_offer_ids: Vec<String>,
+    /// Quality, exclusion and traits, as recorded.
+    pub profile: ClickProfile,
 }
 
 impl From<&ClickRecord> for StoredClick {
@@ -143,6 +189,7 @@ impl From<&ClickRecord> for StoredClick {
             sub_ids: c.sub_ids.clone(),
             last_offer_id: None,
             outbound_offer_ids: Vec::new(),
+            profile: c.profile.clone(),
         }
     }
 }
@@ -178,6 +225,10 @@ pub enum StoreError {
 /// never loses them. Check-then-act logic inside one operation (dedup, status
 /// transitions) never races: the embedded store applies every write on one thread;
 /// the shared store takes a database lock per click and event before it looks.
+/// Relays one click's explanation lists at most: a click has a handful of conversions,
+/// each a relay or two, so this bounds only a pathological click.
+pub const MAX_RELAYS_PER_CLICK: u32 = 1000;
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Persist `ops` atomically (all or none); one result per op, in order.
@@ -199,8 +250,21 @@ pub trait Store: Send + Sync {
         in_flight: &[i64],
     ) -> Result<Vec<OutboxRow>, StoreError>;
 
+    /// Entries of one destination due at `claim.now_ms`, oldest first, claimed as
+    /// [`Store::due_outbox`] claims relays: a full batch (`claim.limit`) at once, a
+    /// partial one only after `claim.linger_ms` (so conversions arriving together
+    /// travel in one request). Relays (`destination_id` unset) are never returned.
+    async fn due_destination(
+        &self,
+        claim: &DestinationClaim,
+    ) -> Result<Vec<DestinationEntry>, StoreError>;
+
     /// Outbox entries, newest first, optionally only in `state`.
     async fn outbox(&self, state: Option<&str>, limit: u32) -> Result<Vec<OutboxRow>, StoreError>;
+
+    /// Every outbox entry of `click_id`'s conversions, oldest first, at most
+    /// [`MAX_RELAYS_PER_CLICK`]: the click explainer's relays, however old.
+    async fn outbox_for_click(&self, click_id: &str) -> Result<Vec<OutboxRow>, StoreError>;
 
     /// Outbox entries by state (counting delivered ones scans them: admin use).
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
@@ -273,6 +337,27 @@ pub trait Store: Send + Sync {
         &self,
         step: &retention::PruneStep,
     ) -> Result<retention::PruneOutcome, StoreError>;
+
+    /// What the rotation bandit reads for `campaign_id`: per routing path and offer,
+    /// the counted clicks since `since_ms` sent to the offer and their counted
+    /// conversions (see `traffic::rotation`).
+    async fn rotation_figures(
+        &self,
+        campaign_id: &str,
+        since_ms: u64,
+    ) -> Result<Vec<RotationFigure>, StoreError>;
+}
+
+/// One (path, offer) of a campaign, as [`Store::rotation_figures`] counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationFigure {
+    /// `clicks.route`: a rule's name, or `default`.
+    pub route: String,
+    pub offer_id: String,
+    /// Distinct clicks sent to the offer by `/go`.
+    pub clicks: u64,
+    /// Their counted conversions with this offer.
+    pub conversions: u64,
 }
 
 /// The raw inbound request as journalled: everything needed to replay it.
@@ -336,6 +421,16 @@ pub struct ConversionCandidate {
     /// For a pixel-only conversion: hold the relay until this time (grace period for
     /// its S2S twin). `None` relays at once.
     pub relay_not_before_ms: Option<u64>,
+    /// The `[[destinations]]` of the source: each gets its own outbox entry.
+    pub destinations: Vec<DestinationTarget>,
+}
+
+/// A destination a conversion is enqueued for (see `crate::outbox::destinations`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationTarget {
+    pub id: String,
+    /// Whether status changes are enqueued for it too.
+    pub status_changes: bool,
 }
 
 /// What the pipeline decided before the store: convert, or reject with a reason.
@@ -425,6 +520,42 @@ pub struct OutboxRow {
     /// When it was last requeued from the dead letters: `outbox.max_age` counts from
     /// here rather than from `created_ms`, so a replay is a fresh lease on life.
     pub replayed_ms: Option<u64>,
+    /// The `[[destinations]]` id this entry goes to; `None` for the source's postback
+    /// URL (`url`), which is then what is sent.
+    pub destination_id: Option<String>,
+}
+
+/// Which entries of one destination to claim (see [`Store::due_destination`]).
+#[derive(Debug, Clone)]
+pub struct DestinationClaim {
+    pub destination_id: String,
+    pub now_ms: u64,
+    /// A full batch: claimed at once.
+    pub limit: u32,
+    /// A partial batch is claimed only once its oldest entry has been due this long.
+    pub linger_ms: u64,
+    pub in_flight: Vec<i64>,
+}
+
+/// An outbox entry of a destination with what its request is built from: the
+/// conversion as it is now, and the click it came from (gone once retention pruned it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationEntry {
+    pub outbox: OutboxRow,
+    pub conversion: ConversionRow,
+    pub click: Option<DestinationClick>,
+}
+
+/// What a destination needs of the click.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationClick {
+    pub ts_ms: u64,
+    pub source_click_id: Option<String>,
+    /// The landing parameter that carried it (`gclid`, `gbraid`, `fbclid`, ...).
+    pub source_click_param: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub sub_ids: [Option<String>; 5],
 }
 
 /// A row of the postback journal.

@@ -2,7 +2,7 @@
 
 use super::visit::Visit;
 use super::{Pinned, Tracker};
-use crate::store::{ClickRecord, StoreError, WriteOp};
+use crate::store::{ClickProfile, ClickRecord, StoreError, WriteOp};
 use clickstamp_plugins::ClickId;
 
 /// Longest source click id or sub id kept from a landing URL, in bytes (the same bound
@@ -22,6 +22,9 @@ pub struct LandingClick {
     pub set_cookie: Option<String>,
     /// False when the visitor's cookie already held a valid click for this campaign.
     pub new_click: bool,
+    /// The lander to serve for the campaign's own page (the click's, so a returning
+    /// visitor sees the same one); `None`: the page asked for.
+    pub lander: Option<String>,
 }
 
 impl Pinned<'_> {
@@ -57,6 +60,30 @@ impl Pinned<'_> {
             tracing::warn!(campaign = %c.id, field, bytes = value.len(), max = MAX_LANDING_VALUE_LEN, "landing value over the limit: the click is recorded without it");
             None
         };
+        let traits = self.traffic.assess(&self.config.traffic, visit, now_ms);
+        let test = super::test_click::is_marked(
+            visit.test_click_marker.as_deref(),
+            &self.config.secrets.admin_token,
+        );
+        let excluded = if test {
+            tracing::info!(campaign = %c.id, "test click (postback-test): recorded, kept out of reports and relays");
+            Some(super::test_click::EXCLUDED_AS_TEST.to_string())
+        } else {
+            (traits.quality.is_flagged() && c.quality == crate::traffic::QualityPolicy::Exclude)
+                .then(|| crate::traffic::EXCLUDED_FOR_QUALITY.to_string())
+        };
+        let path = self.route_for(campaign, visit, &traits, now_ms);
+        let profile = crate::store::ClickProfile {
+            route: path.name.clone(),
+            lander: crate::traffic::pick::pick_lander(path),
+            quality: traits.quality.label().to_string(),
+            quality_reasons: traits.quality.reasons_text(),
+            excluded,
+            country: traits.country,
+            device: traits.device.device.to_string(),
+            os: traits.device.os.to_string(),
+            browser: traits.device.browser.to_string(),
+        };
         let mut sub_ids: [Option<String>; 5] = Default::default();
         for ((slot, value), field) in sub_ids.iter_mut().zip(params.sub_ids).zip(SUB_ID_FIELDS) {
             *slot = within_limit(field, value);
@@ -74,18 +101,20 @@ impl Pinned<'_> {
             user_agent: visit.user_agent.clone().map(|v| truncate(v, 512)),
             referrer: visit.referrer.clone().map(|v| truncate(v, 2048)),
             entry,
+            profile,
         }
     }
 
     /// Count a click in the business metrics, once its write has succeeded: a click
     /// answered 503 was never recorded and must not count (nor its cost).
-    pub fn count_click(&self, campaign: usize, cost: Option<f64>) {
+    pub fn count_click(&self, campaign: usize, cost: Option<f64>, profile: &ClickProfile) {
         let c = &self.config.campaigns[campaign];
         let source = &self.config.sources[c.source].id;
         self.metrics
             .clicks
             .with_label_values(&[&c.id, source])
             .inc();
+        self.count_quality(campaign, profile);
         if let Some(cost) = cost {
             self.metrics
                 .click_cost
@@ -106,24 +135,40 @@ impl Pinned<'_> {
         if let Some(click_id) =
             self.click_from_cookie(&visit.cookies, campaign, now, super::route::label::LANDING)
         {
+            // A lookup only where landers rotate; the recent-click cache answers most.
+            let lander = if self.rotates_landers(campaign) {
+                match self.store.click(&click_id).await {
+                    Ok(found) => found.map(|k| k.profile.lander).filter(|l| !l.is_empty()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "returning visitor's lander not found; serving the page asked for");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
             return Ok(LandingClick {
                 click_id,
                 set_cookie: None,
                 new_click: false,
+                lander,
             });
         }
         let click_id = self.mint(now);
         let record = self.click_record(campaign, visit, click_id, now, "landing");
         tracing::debug!(click_id = %click_id, campaign = %self.config.campaigns[campaign].id, "landing click");
         let cost = record.cost;
+        let profile = record.profile.clone();
+        let lander = Some(profile.lander.clone()).filter(|l| !l.is_empty());
         self.store
             .write(vec![WriteOp::Click(Box::new(record))])
             .await?;
-        self.count_click(campaign, cost);
+        self.count_click(campaign, cost, &profile);
         Ok(LandingClick {
             click_id,
             set_cookie: Some(self.set_cookie(campaign, &click_id)),
             new_click: true,
+            lander,
         })
     }
 }

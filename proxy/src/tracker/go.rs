@@ -11,7 +11,6 @@ use super::{Pinned, Tracker};
 use crate::store::{OutboundRecord, StoreError, WriteOp};
 use clickstamp_plugins::query::first_value;
 use clickstamp_plugins::{ClickId, StampError};
-use rand::Rng;
 
 /// What `/go` answers.
 #[derive(Debug, Clone)]
@@ -103,7 +102,7 @@ impl Pinned<'_> {
         let mut ops = Vec::with_capacity(2);
         let mut set_cookie = None;
         // A click minted here, counted only once the write below has succeeded.
-        let mut minted: Option<(usize, Option<f64>)> = None;
+        let mut minted: Option<(usize, Option<f64>, crate::store::ClickProfile)> = None;
         let (campaign, click_id, how) = match found {
             Some(f) => f,
             None => match candidates
@@ -114,7 +113,7 @@ impl Pinned<'_> {
                 Some(c) => {
                     let id = self.mint(now);
                     let record = self.click_record(c, visit, id, now, "direct");
-                    minted = Some((c, record.cost));
+                    minted = Some((c, record.cost, record.profile.clone()));
                     ops.push(WriteOp::Click(Box::new(record)));
                     set_cookie = Some(self.set_cookie(c, &id));
                     (c, id, "direct")
@@ -130,8 +129,23 @@ impl Pinned<'_> {
 
         let offer = match fixed_offer {
             Some(o) => o,
+            // The path's offers, sticky by click (see `traffic::pick`).
             None => {
-                pick_weighted(&config.campaigns[campaign].offers).ok_or(GoError::UnknownTarget)?
+                // Only a choice among offers needs the click (its path and last
+                // offer): where every path has the same single offer, nothing is read.
+                let routing = &config.campaigns[campaign].routing;
+                let first = &routing.default_path.offers;
+                let chooses = routing
+                    .paths()
+                    .any(|p| p.offers.len() > 1 || p.offers != *first);
+                let stored = match &minted {
+                    None if chooses => self.store.click(&click_id).await?,
+                    _ => None,
+                };
+                let route = minted.as_ref().map_or("", |(_, _, p)| p.route.as_str());
+                self.offer_for(campaign, stored.as_ref(), route, now)
+                    .await?
+                    .ok_or(GoError::UnknownTarget)?
             }
         };
         let offer_cfg = &config.offers[offer];
@@ -147,8 +161,8 @@ impl Pinned<'_> {
             offer_id: offer_cfg.id.clone(),
         }));
         self.store.write(ops).await?;
-        if let Some((c, cost)) = minted {
-            self.count_click(c, cost);
+        if let Some((c, cost, profile)) = minted {
+            self.count_click(c, cost, &profile);
         }
         tracing::debug!(click_id = %click_id, campaign = %campaign_id, offer = %offer_cfg.id, how, "outbound click");
         self.metrics
@@ -161,40 +175,5 @@ impl Pinned<'_> {
             set_cookie,
             how,
         })
-    }
-}
-
-/// Pick an index by weight; `None` when every weight is 0.
-fn pick_weighted(offers: &[(usize, u32)]) -> Option<usize> {
-    let total: u64 = offers.iter().map(|(_, w)| *w as u64).sum();
-    if total == 0 {
-        return None;
-    }
-    let mut ticket = rand::rng().random_range(0..total);
-    for (offer, weight) in offers {
-        if ticket < *weight as u64 {
-            return Some(*offer);
-        }
-        ticket -= *weight as u64;
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pick_weighted;
-
-    #[test]
-    fn weights_are_respected() {
-        assert_eq!(pick_weighted(&[(7, 0), (9, 3)]), Some(9));
-        assert_eq!(pick_weighted(&[(7, 0)]), None);
-        let mut hits = [0u32; 2];
-        for _ in 0..10_000 {
-            match pick_weighted(&[(0, 1), (1, 3)]) {
-                Some(i) => hits[i] += 1,
-                None => unreachable!("weights are positive"),
-            }
-        }
-        assert!((2_200..2_800).contains(&hits[0]), "{hits:?}");
     }
 }

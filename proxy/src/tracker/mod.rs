@@ -8,6 +8,7 @@ pub mod capture;
 pub mod go;
 pub mod path;
 pub mod route;
+pub mod test_click;
 pub mod visit;
 
 use crate::config::Config;
@@ -35,6 +36,8 @@ pub struct Tracker {
     pub journal_limiter: crate::pixel::rate::RateLimiter,
     /// ClickHouse, when `[analytics]` is configured (restart-only).
     pub analytics: Option<crate::analytics::Analytics>,
+    /// Traffic-quality state (per-IP windows) and metrics.
+    pub traffic: crate::traffic::TrafficState,
 }
 
 /// The tracker under one config: what a request works with from its start to its
@@ -64,8 +67,10 @@ impl Tracker {
             .analytics
             .as_ref()
             .and_then(|a| crate::analytics::Analytics::new(a, analytics_metrics));
+        let traffic = crate::traffic::TrafficState::new(metrics.registry());
         Tracker {
             analytics,
+            traffic,
             live_config: ArcSwap::new(config),
             codec,
             store,

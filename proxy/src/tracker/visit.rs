@@ -18,9 +18,27 @@ pub struct Visit {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub referrer: Option<String>,
+    /// Accept-Language and Client Hints, for traffic quality and routing.
+    pub signals: crate::traffic::HeaderSignals,
+    /// The [`crate::tracker::test_click::HEADER`] value, if sent: a test click's mark,
+    /// checked against the admin token when the click is recorded.
+    pub test_click_marker: Option<String>,
 }
 
 impl Visit {
+    /// The same visit with its Accept-Language and Client Hints read through `header`.
+    pub fn with_signals(mut self, header: impl Fn(&str) -> Option<String>) -> Self {
+        self.signals = crate::traffic::HeaderSignals::from_headers(header);
+        self
+    }
+
+    /// The same visit with the test-click header's value (see
+    /// [`crate::tracker::test_click`]).
+    pub fn with_test_marker(mut self, marker: Option<String>) -> Self {
+        self.test_click_marker = marker;
+        self
+    }
+
     /// A visit from a raw query string and headers.
     pub fn new(
         raw_query: Option<&str>,
@@ -44,6 +62,8 @@ impl Visit {
             ip,
             user_agent,
             referrer,
+            signals: Default::default(),
+            test_click_marker: None,
         }
     }
 }

@@ -227,6 +227,15 @@ impl ClickHouse {
                     Some((cells.next()?, cells.next()?))
                 })
                 .collect();
+            // Columns a later version added are added to a table an earlier one made
+            // (ALTER TABLE ... ADD COLUMN: 18.16 and current releases alike).
+            let mut columns = columns;
+            for (name, ty) in table.missing_columns(&columns) {
+                let sql = table.add_column_sql(name, ty);
+                tracing::info!(table = table.name, %sql, "analytics: adding a column");
+                self.call(|| self.db.query(&sql).execute()).await?;
+                columns.push((name.to_string(), ty.to_string()));
+            }
             if let Some(why) = table.mismatch(engine, &columns) {
                 return Err(ClickHouseError::Schema(why));
             }
@@ -550,6 +559,7 @@ mod day_tests {
             user_agent: None,
             last_offer_id: None,
             last_offer_ms: 0,
+            traits: Default::default(),
         };
         // 2024-02-29 00:00:00 UTC is 1_709_164_800_000 ms.
         let midnight = 1_709_164_800_000;

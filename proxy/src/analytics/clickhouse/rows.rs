@@ -26,6 +26,13 @@ pub(super) struct ClickRow<'a> {
     pub cost_micros: i64,
     pub visitor: u64,
     pub version: u64,
+    pub quality: &'a str,
+    pub lander: &'a str,
+    pub country: &'a str,
+    pub device: &'a str,
+    pub os: &'a str,
+    pub browser: &'a str,
+    pub excluded: u8,
 }
 
 /// One row of `conversions`, carrying its click's attributes (see
@@ -47,6 +54,13 @@ pub(super) struct ConversionRow<'a> {
     pub payout_micros: i64,
     pub status: &'a str,
     pub version: u64,
+    pub quality: &'a str,
+    pub lander: &'a str,
+    pub country: &'a str,
+    pub device: &'a str,
+    pub os: &'a str,
+    pub browser: &'a str,
+    pub excluded: u8,
 }
 
 /// An optional stored amount in micro-units; a missing one counts as zero, as the
@@ -78,6 +92,13 @@ impl<'a> ClickRow<'a> {
             cost_micros: micros(c.cost),
             visitor: visitor_id(c.ip.as_deref(), c.user_agent.as_deref()),
             version: c.version(),
+            quality: &c.traits.quality,
+            lander: &c.traits.lander,
+            country: &c.traits.country,
+            device: &c.traits.device,
+            os: &c.traits.os,
+            browser: &c.traits.browser,
+            excluded: u8::from(c.traits.excluded),
         }
     }
 }
@@ -100,6 +121,13 @@ impl<'a> ConversionRow<'a> {
             payout_micros: micros(v.payout),
             status: &v.status,
             version: v.version(),
+            quality: &v.traits.quality,
+            lander: &v.traits.lander,
+            country: &v.traits.country,
+            device: &v.traits.device,
+            os: &v.traits.os,
+            browser: &v.traits.browser,
+            excluded: u8::from(v.traits.excluded),
         }
     }
 }

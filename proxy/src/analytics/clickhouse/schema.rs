@@ -45,6 +45,13 @@ pub(super) const CLICKS: Table = Table {
         ("cost_micros", "Int64"),
         ("visitor", "UInt64"),
         ("version", "UInt64"),
+        ("quality", "String"),
+        ("lander", "String"),
+        ("country", "String"),
+        ("device", "String"),
+        ("os", "String"),
+        ("browser", "String"),
+        ("excluded", "UInt8"),
     ],
     order_by: "click_id",
     time_column: "ts_ms",
@@ -72,6 +79,13 @@ pub(super) const CONVERSIONS: Table = Table {
         ("payout_micros", "Int64"),
         ("status", "String"),
         ("version", "UInt64"),
+        ("quality", "String"),
+        ("lander", "String"),
+        ("country", "String"),
+        ("device", "String"),
+        ("os", "String"),
+        ("browser", "String"),
+        ("excluded", "UInt8"),
     ],
     order_by: "(click_id, id)",
     time_column: "click_ts_ms",
@@ -80,6 +94,20 @@ pub(super) const CONVERSIONS: Table = Table {
 
 pub(super) const TABLES: [&Table; 2] = [&CLICKS, &CONVERSIONS];
 
+/// Columns added after the first layout (traffic quality and traits), last in each
+/// table so `ADD COLUMN` appends them where the row puts them.
+pub(super) const ADDED_COLUMNS: [&str; 7] = [
+    "quality", "lander", "country", "device", "os", "browser", "excluded",
+];
+
+/// The default a column reads as in rows written before it existed.
+fn default_clause(name: &str) -> &'static str {
+    match name {
+        "quality" => " DEFAULT 'ok'",
+        _ => "",
+    }
+}
+
 impl Table {
     /// `CREATE TABLE IF NOT EXISTS`, for the client's default database. Built only
     /// from the constants above: nothing here comes from a request or the config.
@@ -87,7 +115,7 @@ impl Table {
         let columns: Vec<String> = self
             .columns
             .iter()
-            .map(|(name, ty)| format!("{name} {ty}"))
+            .map(|(name, ty)| format!("{name} {ty}{}", default_clause(name)))
             .collect();
         // An explicit 'UTC': without it the month would be cut in the server's time
         // zone, and two servers would partition the same rows differently.
@@ -101,6 +129,28 @@ impl Table {
             partition = self.partition_by,
             time = self.time_column,
             order = self.order_by,
+        )
+    }
+
+    /// The later columns (see [`ADDED_COLUMNS`]) that a table found in place (its
+    /// `DESCRIBE` gave `found`) lacks, in table order.
+    pub fn missing_columns(&self, found: &[(String, String)]) -> Vec<Column> {
+        self.columns
+            .iter()
+            .filter(|(name, _)| {
+                ADDED_COLUMNS.contains(name) && !found.iter().any(|(n, _)| n == name)
+            })
+            .copied()
+            .collect()
+    }
+
+    /// `ALTER TABLE ... ADD COLUMN` for one of them: appended last, where the row
+    /// puts it. Built from the constants above only.
+    pub fn add_column_sql(&self, name: &str, ty: &str) -> String {
+        format!(
+            "ALTER TABLE {} ADD COLUMN {name} {ty}{}",
+            self.name,
+            default_clause(name)
         )
     }
 
@@ -159,7 +209,9 @@ mod tests {
              campaign_id String, source_id String, sub1 Nullable(String), \
              sub2 Nullable(String), sub3 Nullable(String), sub4 Nullable(String), \
              sub5 Nullable(String), last_offer_id Nullable(String), cost_micros Int64, \
-             visitor UInt64, version UInt64) ENGINE = ReplacingMergeTree(version) \
+             visitor UInt64, version UInt64, quality String DEFAULT 'ok', lander String, \
+             country String, device String, os String, browser String, excluded UInt8) \
+             ENGINE = ReplacingMergeTree(version) \
              PARTITION BY toYYYYMMDD(toDateTime(intDiv(ts_ms, 1000), 'UTC')) ORDER BY click_id"
         );
         let conversions = CONVERSIONS.create_sql();
@@ -189,6 +241,33 @@ mod tests {
             "{why}"
         );
         assert!(CLICKS.mismatch("MergeTree", &ours).is_some());
+    }
+
+    #[test]
+    fn an_older_table_gets_the_later_columns_added_in_order() {
+        let older: Vec<(String, String)> = CLICKS
+            .columns
+            .iter()
+            .filter(|(n, _)| !ADDED_COLUMNS.contains(n))
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        let added: Vec<String> = CLICKS
+            .missing_columns(&older)
+            .into_iter()
+            .map(|(n, t)| CLICKS.add_column_sql(n, t))
+            .collect();
+        assert_eq!(added.len(), 7);
+        assert_eq!(
+            added[0],
+            "ALTER TABLE clicks ADD COLUMN quality String DEFAULT 'ok'"
+        );
+        assert_eq!(added[6], "ALTER TABLE clicks ADD COLUMN excluded UInt8");
+        let current: Vec<(String, String)> = CLICKS
+            .columns
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        assert!(CLICKS.missing_columns(&current).is_empty());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use super::{error, pool_error};
 use crate::store::export::{
     merge_ranges, split_ids, BackfillCursor, Changes, ExportBacklog, ExportBatch, ExportedClick,
-    ExportedConversion, HistoryPage,
+    ExportedConversion, ExportedTraits, HistoryPage,
 };
 use crate::store::StoreError;
 use deadpool_postgres::{Pool, Transaction};
@@ -160,7 +160,8 @@ pub(super) async fn cursor(pool: &Pool) -> Result<BackfillCursor, StoreError> {
 const CLICK_COLUMNS: &str = "c.click_id, c.ts_ms, c.campaign_id, c.source_id, c.sub1, c.sub2, c.sub3, c.sub4, c.sub5,
     c.cost, c.ip, c.user_agent,
     (SELECT o.offer_id FROM outbound_clicks o WHERE o.click_id = c.click_id ORDER BY o.ts_ms DESC, o.seq DESC LIMIT 1),
-    COALESCE((SELECT max(o.ts_ms) FROM outbound_clicks o WHERE o.click_id = c.click_id), 0)";
+    COALESCE((SELECT max(o.ts_ms) FROM outbound_clicks o WHERE o.click_id = c.click_id), 0),
+    c.quality, c.lander, c.country, c.device, c.os, c.browser, c.excluded";
 
 fn click_row(r: &Row) -> ExportedClick {
     ExportedClick {
@@ -174,6 +175,15 @@ fn click_row(r: &Row) -> ExportedClick {
         user_agent: r.get(11),
         last_offer_id: r.get(12),
         last_offer_ms: r.get(13),
+        traits: ExportedTraits {
+            quality: r.get(14),
+            lander: r.get(15),
+            country: r.get(16),
+            device: r.get(17),
+            os: r.get(18),
+            browser: r.get(19),
+            excluded: r.get(20),
+        },
     }
 }
 
@@ -182,7 +192,8 @@ const CONVERSION_COLUMNS: &str = "v.id, v.click_id, c.ts_ms, c.campaign_id, c.so
     COALESCE(v.offer_id, (SELECT o.offer_id FROM outbound_clicks o WHERE o.click_id = c.click_id
                           ORDER BY o.ts_ms DESC, o.seq DESC LIMIT 1)),
     v.network_id, v.payout, v.status, v.updated_ms,
-    COALESCE((SELECT max(o.ts_ms) FROM outbound_clicks o WHERE o.click_id = c.click_id), 0)";
+    COALESCE((SELECT max(o.ts_ms) FROM outbound_clicks o WHERE o.click_id = c.click_id), 0),
+    c.quality, c.lander, c.country, c.device, c.os, c.browser, c.excluded";
 
 fn conversion_row(r: &Row) -> ExportedConversion {
     ExportedConversion {
@@ -198,6 +209,15 @@ fn conversion_row(r: &Row) -> ExportedConversion {
         status: r.get(13),
         updated_ms: r.get(14),
         last_offer_ms: r.get(15),
+        traits: ExportedTraits {
+            quality: r.get(16),
+            lander: r.get(17),
+            country: r.get(18),
+            device: r.get(19),
+            os: r.get(20),
+            browser: r.get(21),
+            excluded: r.get(22),
+        },
     }
 }
 

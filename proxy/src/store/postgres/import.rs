@@ -70,6 +70,8 @@ enum Kind {
     Int4,
     Float8,
     Bytea,
+    /// SQLite's 0/1 as PostgreSQL's boolean.
+    Bool,
 }
 
 impl Kind {
@@ -80,6 +82,7 @@ impl Kind {
             Kind::Int4 => "int4[]",
             Kind::Float8 => "float8[]",
             Kind::Bytea => "bytea[]",
+            Kind::Bool => "bool[]",
         }
     }
 
@@ -90,6 +93,7 @@ impl Kind {
             Kind::Int8 | Kind::Int4 => "an integer",
             Kind::Float8 => "a number",
             Kind::Bytea => "bytes",
+            Kind::Bool => "0 or 1",
         }
     }
 }
@@ -130,7 +134,7 @@ struct Table {
     numbered: bool,
 }
 
-use Kind::{Bytea, Event, Float8, Int4, Int8, Text};
+use Kind::{Bool, Bytea, Event, Float8, Int4, Int8, Text};
 
 const TABLES: &[Table] = &[
     Table {
@@ -152,9 +156,30 @@ const TABLES: &[Table] = &[
             col("user_agent", Text),
             col("referrer", Text),
             col("entry", Text),
+            col("quality", Text),
+            col("quality_reasons", Text),
+            col("excluded", Bool),
+            col("excluded_reason", Text),
+            col("lander", Text),
+            col("country", Text),
+            col("device", Text),
+            col("os", Text),
+            col("browser", Text),
+            col("route", Text),
         ],
         key: &["click_id"],
-        added_later: &[],
+        added_later: &[
+            "quality",
+            "quality_reasons",
+            "excluded",
+            "excluded_reason",
+            "lander",
+            "country",
+            "device",
+            "os",
+            "browser",
+            "route",
+        ],
         identity: &["ts_ms", "campaign_id", "source_id"],
         sequence: None,
         numbered: false,
@@ -272,10 +297,17 @@ const TABLES: &[Table] = &[
             col("last_error", Text),
             col("delivered_ms", Int8),
             col("replayed_ms", Int8),
+            col("destination_id", Text),
         ],
         key: &["id"],
-        added_later: &["replayed_ms"],
-        identity: &["conversion_id", "click_id", "kind", "created_ms"],
+        added_later: &["replayed_ms", "destination_id"],
+        identity: &[
+            "conversion_id",
+            "click_id",
+            "kind",
+            "created_ms",
+            "destination_id",
+        ],
         sequence: Some(Sequence {
             name_sql: "pg_get_serial_sequence('outbox', 'id')",
             column: "id",
@@ -490,7 +522,7 @@ impl SourceStore {
                 if present.iter().any(|p| p == column.name) {
                     list.push(column.name.to_string());
                 } else if table.added_later.contains(&column.name) {
-                    list.push("NULL".to_string());
+                    list.push(value_before(column.name).to_string());
                 } else {
                     return Err(format!(
                         "its {} table has no column {}",
@@ -566,6 +598,7 @@ enum Values {
     Int4(Vec<Option<i32>>),
     Float8(Vec<Option<f64>>),
     Bytea(Vec<Option<Vec<u8>>>),
+    Bool(Vec<Option<bool>>),
 }
 
 impl Values {
@@ -576,6 +609,7 @@ impl Values {
             Kind::Int4 => Values::Int4(Vec::with_capacity(CHUNK_ROWS)),
             Kind::Float8 => Values::Float8(Vec::with_capacity(CHUNK_ROWS)),
             Kind::Bytea => Values::Bytea(Vec::with_capacity(CHUNK_ROWS)),
+            Kind::Bool => Values::Bool(Vec::with_capacity(CHUNK_ROWS)),
         }
     }
 
@@ -586,6 +620,7 @@ impl Values {
             Values::Int4(v) => v.clear(),
             Values::Float8(v) => v.clear(),
             Values::Bytea(v) => v.clear(),
+            Values::Bool(v) => v.clear(),
         }
     }
 
@@ -596,6 +631,7 @@ impl Values {
             Values::Int4(v) => v,
             Values::Float8(v) => v,
             Values::Bytea(v) => v,
+            Values::Bool(v) => v,
         }
     }
 
@@ -642,11 +678,23 @@ impl Values {
                 ValueRef::Blob(bytes) | ValueRef::Text(bytes) => Some(bytes.to_vec()),
                 other => return Err(wrong(other)),
             }),
+            Values::Bool(v) => v.push(integer(value).ok_or_else(|| wrong(value))?.map(|n| n != 0)),
         }
         Ok(match value {
             ValueRef::Text(bytes) | ValueRef::Blob(bytes) => bytes.len(),
             _ => 0,
         })
+    }
+}
+
+/// What a column added later reads as in a file written before it: the value the
+/// schema gives such rows (traffic quality: counted, `ok`, traits unknown), else NULL.
+fn value_before(column: &str) -> &'static str {
+    match column {
+        "quality" => "'ok'",
+        "excluded" => "0",
+        "quality_reasons" | "lander" | "country" | "device" | "os" | "browser" | "route" => "''",
+        _ => "NULL",
     }
 }
 
@@ -1143,7 +1191,7 @@ mod tests {
                 .find(&format!("CREATE TABLE {} (", table.name))
                 .unwrap_or_else(|| panic!("{} not in schema_v1.sql", table.name));
             let body = &sql[start..start + sql[start..].find(");").unwrap()];
-            let declared: Vec<&str> = body
+            let mut declared: Vec<&str> = body
                 .lines()
                 .skip(1)
                 .map(|line| line.split("--").next().unwrap().trim())
@@ -1151,9 +1199,23 @@ mod tests {
                 .flat_map(|line| line.split(','))
                 .filter_map(|part| part.split_whitespace().next())
                 .collect();
+            // Later migrations add columns with ALTER TABLE ... ADD COLUMN.
+            let added = format!("ALTER TABLE {} ADD COLUMN ", table.name);
+            for later in &super::super::schema::MIGRATIONS[1..] {
+                declared.extend(later.sql.lines().filter_map(|line| {
+                    line.trim()
+                        .strip_prefix(added.as_str())
+                        .and_then(|rest| rest.split_whitespace().next())
+                }));
+            }
             let mut expected: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
             if table.name == "outbox" {
-                expected.extend(["lease_owner", "lease_until_ms"]);
+                // The leases came with migration 1, `destination_id` with migration 3.
+                let at = expected
+                    .iter()
+                    .position(|c| *c == "destination_id")
+                    .unwrap_or(expected.len());
+                expected.splice(at..at, ["lease_owner", "lease_until_ms"]);
             }
             assert_eq!(declared, expected, "{}", table.name);
         }
@@ -1164,7 +1226,9 @@ mod tests {
         let conn = store_file();
         conn.execute_batch(
             "ALTER TABLE postback_journal DROP COLUMN cut;
-             ALTER TABLE outbox DROP COLUMN replayed_ms;",
+             ALTER TABLE outbox DROP COLUMN replayed_ms;
+             DROP INDEX IF EXISTS outbox_due_by_destination;
+             ALTER TABLE outbox DROP COLUMN destination_id;",
         )
         .unwrap();
         let store = source(conn).unwrap();
@@ -1174,7 +1238,7 @@ mod tests {
             .unwrap();
         assert!(store.select_lists[journal].ends_with("replay_of, NULL"));
         let outbox = TABLES.iter().position(|t| t.name == "outbox").unwrap();
-        assert!(store.select_lists[outbox].ends_with("delivered_ms, NULL"));
+        assert!(store.select_lists[outbox].ends_with("delivered_ms, NULL, NULL"));
     }
 
     #[test]

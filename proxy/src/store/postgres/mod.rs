@@ -17,10 +17,12 @@
 //! - The store owns a small tokio runtime: connections and the writer run there, not on
 //!   the proxy's own threads, so no request thread ever drives another's connection.
 
+mod destinations;
 mod export;
 pub mod import;
 mod read;
 mod retention;
+mod rotation;
 pub mod schema;
 mod spool;
 mod tls;
@@ -448,9 +450,27 @@ impl Store for PgStore {
         .await
     }
 
+    async fn due_destination(
+        &self,
+        claim: &crate::store::DestinationClaim,
+    ) -> Result<Vec<crate::store::DestinationEntry>, StoreError> {
+        let claim = claim.clone();
+        let (node, lease) = (self.node.clone(), self.lease);
+        self.on_store(move |pool| async move {
+            destinations::claim_due(&pool, &node, lease, &claim).await
+        })
+        .await
+    }
+
     async fn outbox(&self, state: Option<&str>, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
         let state = state.map(str::to_owned);
         self.on_store(move |pool| async move { read::outbox(&pool, state.as_deref(), limit).await })
+            .await
+    }
+
+    async fn outbox_for_click(&self, click_id: &str) -> Result<Vec<OutboxRow>, StoreError> {
+        let click_id = click_id.to_owned();
+        self.on_store(move |pool| async move { read::outbox_for_click(&pool, &click_id).await })
             .await
     }
 
@@ -494,6 +514,18 @@ impl Store for PgStore {
         let click_id = click_id.to_owned();
         self.on_store(
             move |pool| async move { read::conversions_for_click(&pool, &click_id).await },
+        )
+        .await
+    }
+
+    async fn rotation_figures(
+        &self,
+        campaign_id: &str,
+        since_ms: u64,
+    ) -> Result<Vec<crate::store::RotationFigure>, StoreError> {
+        let campaign_id = campaign_id.to_owned();
+        self.on_store(
+            move |pool| async move { rotation::figures(&pool, &campaign_id, since_ms).await },
         )
         .await
     }

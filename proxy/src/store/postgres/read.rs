@@ -57,7 +57,9 @@ pub(super) async fn click(
             let stmt = conn
                 .prepare_cached(
                     "SELECT click_id, ts_ms, campaign_id, source_id, source_click_id, cost, source_click_param,
-                        sub1, sub2, sub3, sub4, sub5 FROM clicks WHERE click_id = $1",
+                        sub1, sub2, sub3, sub4, sub5,
+                        quality, quality_reasons, excluded_reason, lander, country, device, os, browser, route
+                     FROM clicks WHERE click_id = $1",
                 )
                 .await
                 .map_err(error)?;
@@ -75,6 +77,17 @@ pub(super) async fn click(
                 sub_ids: [r.get(7), r.get(8), r.get(9), r.get(10), r.get(11)],
                 last_offer_id: None,
                 outbound_offer_ids: Vec::new(),
+                profile: crate::store::ClickProfile {
+                    quality: r.get(12),
+                    quality_reasons: r.get(13),
+                    excluded: r.get(14),
+                    lander: r.get(15),
+                    country: r.get(16),
+                    device: r.get(17),
+                    os: r.get(18),
+                    browser: r.get(19),
+                    route: r.get(20),
+                },
             };
             recent.lock().put(id, found.clone());
             found
@@ -111,11 +124,11 @@ pub(super) async fn click_count(pool: &Pool) -> Result<u64, StoreError> {
     Ok(n as u64)
 }
 
-const OUTBOX_COLUMNS: &str =
+pub(super) const OUTBOX_COLUMNS: &str =
     "id, conversion_id, source_id, kind, url, state, attempts, next_attempt_ms, created_ms,
-    last_status, last_error, delivered_ms, click_id, replayed_ms";
+    last_status, last_error, delivered_ms, click_id, replayed_ms, destination_id";
 
-fn outbox_row(r: &Row) -> OutboxRow {
+pub(super) fn outbox_row(r: &Row) -> OutboxRow {
     OutboxRow {
         id: r.get(0),
         conversion_id: r.get(1),
@@ -131,6 +144,7 @@ fn outbox_row(r: &Row) -> OutboxRow {
         delivered_ms: r.get::<_, Option<i64>>(11).map(|t| t as u64),
         click_id: r.get(12),
         replayed_ms: r.get::<_, Option<i64>>(13).map(|t| t as u64),
+        destination_id: r.get(14),
     }
 }
 
@@ -153,7 +167,7 @@ pub(super) async fn claim_due_outbox(
             "UPDATE outbox SET lease_owner = $1, lease_until_ms = $2
              WHERE id IN (
                 SELECT id FROM outbox
-                WHERE state = 'pending' AND next_attempt_ms <= $3
+                WHERE state = 'pending' AND next_attempt_ms <= $3 AND destination_id IS NULL
                   AND (lease_until_ms IS NULL OR lease_until_ms <= $3)
                   AND NOT (id = ANY($5))
                 ORDER BY next_attempt_ms, id LIMIT $4
@@ -185,6 +199,30 @@ pub(super) async fn outbox(
         .map_err(error)?;
     let rows = conn
         .query(&stmt, &[&state, &i64::from(limit)])
+        .await
+        .map_err(error)?;
+    Ok(rows.iter().map(outbox_row).collect())
+}
+
+/// A click's relays: its conversions by `conversions_by_click_key`, their outbox
+/// entries by `outbox_by_conversion`.
+pub(super) async fn outbox_for_click(
+    pool: &Pool,
+    click_id: &str,
+) -> Result<Vec<OutboxRow>, StoreError> {
+    let conn = client(pool).await?;
+    let stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE conversion_id IN \
+             (SELECT id FROM conversions WHERE click_id = $1) ORDER BY id LIMIT $2"
+        ))
+        .await
+        .map_err(error)?;
+    let rows = conn
+        .query(
+            &stmt,
+            &[&click_id, &i64::from(crate::store::MAX_RELAYS_PER_CLICK)],
+        )
         .await
         .map_err(error)?;
     Ok(rows.iter().map(outbox_row).collect())
@@ -356,6 +394,14 @@ fn subs(r: &Row, first: usize) -> [Option<&str>; 5] {
 
 /// A report from one snapshot (a read-only repeatable-read transaction), streamed
 /// through portals and aggregated as the embedded store's is.
+/// The click traits a report groups by, in `Trait::ALL` order (the few bytes each
+/// are cheap next to the row; reading them always keeps the statement fixed).
+const TRAIT_COLUMNS: &str = "c.quality, c.lander, c.country, c.device, c.os, c.browser";
+
+fn traits(r: &tokio_postgres::Row, from: usize) -> [Option<&str>; 6] {
+    std::array::from_fn(|i| r.get(from + i))
+}
+
 pub(super) async fn report(
     pool: &Pool,
     catalog: &Catalog,
@@ -382,8 +428,8 @@ pub(super) async fn report(
     let clicks = tx
         .prepare(&format!(
             "SELECT c.ts_ms, c.campaign_id, c.source_id, c.sub1, c.sub2, c.sub3, c.sub4, c.sub5,
-                c.cost, c.ip, c.user_agent, {latest_offer}
-             FROM clicks c WHERE c.click_id >= $1 AND c.click_id < $2"
+                c.cost, c.ip, c.user_agent, {latest_offer}, {TRAIT_COLUMNS}
+             FROM clicks c WHERE c.click_id >= $1 AND c.click_id < $2 AND NOT c.excluded"
         ))
         .await
         .map_err(error)?;
@@ -403,6 +449,7 @@ pub(super) async fn report(
                 ip: r.get(9),
                 user_agent: r.get(10),
                 offer: r.get(11),
+                traits: traits(r, 12),
             });
         }
         if rows.len() < REPORT_CHUNK as usize {
@@ -411,14 +458,15 @@ pub(super) async fn report(
     }
     let statuses: Vec<&str> = COUNTED_STATUSES.to_vec();
     let convs = tx
-        .prepare(
+        .prepare(&format!(
             "SELECT c.ts_ms, c.campaign_id, c.source_id, c.sub1, c.sub2, c.sub3, c.sub4, c.sub5,
                 v.payout, v.network_id,
                 COALESCE(v.offer_id, (SELECT o.offer_id FROM outbound_clicks o WHERE o.click_id = c.click_id
-                                      ORDER BY o.ts_ms DESC, o.seq DESC LIMIT 1))
+                                      ORDER BY o.ts_ms DESC, o.seq DESC LIMIT 1)),
+                {TRAIT_COLUMNS}
              FROM conversions v JOIN clicks c ON c.click_id = v.click_id
-             WHERE v.click_id >= $1 AND v.click_id < $2 AND v.status = ANY($3)",
-        )
+             WHERE v.click_id >= $1 AND v.click_id < $2 AND v.status = ANY($3) AND NOT c.excluded",
+        ))
         .await
         .map_err(error)?;
     let portal = tx
@@ -439,6 +487,7 @@ pub(super) async fn report(
                 payout_micros: r.get::<_, Option<f64>>(8).map_or(0, amount_micros),
                 network: r.get(9),
                 offer: r.get(10),
+                traits: traits(r, 11),
             });
         }
         if rows.len() < REPORT_CHUNK as usize {

@@ -33,6 +33,16 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "analytics export queue and cursor",
         sql: include_str!("schema_v2.sql"),
     },
+    Migration {
+        version: 3,
+        description: "outbox entries for destinations",
+        sql: include_str!("schema_v3.sql"),
+    },
+    Migration {
+        version: 4,
+        description: "traffic quality, exclusion and visitor traits on clicks",
+        sql: include_str!("schema_v4.sql"),
+    },
 ];
 
 /// The version this binary writes.

@@ -31,6 +31,9 @@ pub(super) struct ClickRow {
     pub user_agent: Option<String>,
     pub referrer: Option<String>,
     pub entry: String,
+    /// Absent from clicks spooled by a binary before it: they count, traits unknown.
+    #[serde(default)]
+    pub profile: crate::store::ClickProfile,
 }
 
 impl From<&ClickRecord> for ClickRow {
@@ -48,6 +51,7 @@ impl From<&ClickRecord> for ClickRow {
             user_agent: c.user_agent.clone(),
             referrer: c.referrer.clone(),
             entry: c.entry.to_string(),
+            profile: c.profile.clone(),
         }
     }
 }
@@ -220,6 +224,7 @@ mod tests {
             user_agent: Some("ua".into()),
             referrer: None,
             entry: "landing".into(),
+            profile: Default::default(),
         }))
     }
 

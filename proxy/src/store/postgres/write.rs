@@ -333,12 +333,27 @@ async fn insert_clicks(tx: &Transaction<'_>, clicks: &[ClickRow]) -> Result<(), 
     let ua = texts(&|c| c.user_agent.as_deref());
     let referrer = texts(&|c| c.referrer.as_deref());
     let entry = texts(&|c| Some(c.entry.as_str()));
+    let quality = texts(&|c| Some(c.profile.quality.as_str()));
+    let quality_reasons = texts(&|c| Some(c.profile.quality_reasons.as_str()));
+    let excluded: Vec<bool> = clicks
+        .iter()
+        .map(|c| c.profile.excluded.is_some())
+        .collect();
+    let excluded_reason = texts(&|c| c.profile.excluded.as_deref());
+    let lander = texts(&|c| Some(c.profile.lander.as_str()));
+    let country = texts(&|c| Some(c.profile.country.as_str()));
+    let device = texts(&|c| Some(c.profile.device.as_str()));
+    let os = texts(&|c| Some(c.profile.os.as_str()));
+    let browser = texts(&|c| Some(c.profile.browser.as_str()));
+    let route = texts(&|c| Some(c.profile.route.as_str()));
     let stmt = tx
         .prepare_cached(
             "INSERT INTO clicks (click_id, ts_ms, campaign_id, source_id, source_click_id, source_click_param, cost,
-                sub1, sub2, sub3, sub4, sub5, ip, user_agent, referrer, entry)
+                sub1, sub2, sub3, sub4, sub5, ip, user_agent, referrer, entry,
+                quality, quality_reasons, excluded, excluded_reason, lander, country, device, os, browser, route)
              SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[],
-                $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
+                $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
+                $17::text[], $18::text[], $19::bool[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[], $25::text[], $26::text[])
              ON CONFLICT (click_id) DO NOTHING",
         )
         .await
@@ -362,6 +377,16 @@ async fn insert_clicks(tx: &Transaction<'_>, clicks: &[ClickRow]) -> Result<(), 
             &ua,
             &referrer,
             &entry,
+            &quality,
+            &quality_reasons,
+            &excluded,
+            &excluded_reason,
+            &lander,
+            &country,
+            &device,
+            &os,
+            &browser,
+            &route,
         ],
     )
     .await
@@ -673,6 +698,8 @@ async fn apply_postback(
         },
         Action::Duplicate(_) => false,
     };
+    let relayed =
+        super::destinations::after_postback(tx, &action, c, conversion_id, now).await? || relayed;
     Ok(PostbackCommit {
         journal_id,
         outcome,
@@ -695,7 +722,7 @@ async fn relay_upgrade(
     };
     let held = execute(
         tx,
-        "UPDATE outbox SET url = $2, next_attempt_ms = $3 WHERE conversion_id = $1 AND state = 'pending' AND attempts = 0",
+        "UPDATE outbox SET url = $2, next_attempt_ms = $3 WHERE conversion_id = $1 AND state = 'pending' AND attempts = 0 AND destination_id IS NULL",
         &[&existing.id, url, &(now as i64)],
     )
     .await?;

@@ -12,10 +12,13 @@ use rusqlite::{params, OptionalExtension, Transaction};
 pub(super) fn insert_click(tx: &Transaction<'_>, c: &ClickRecord) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT OR IGNORE INTO clicks (click_id, ts_ms, campaign_id, source_id, source_click_id, cost,
-            sub1, sub2, sub3, sub4, sub5, ip, user_agent, referrer, entry, source_click_param)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            sub1, sub2, sub3, sub4, sub5, ip, user_agent, referrer, entry, source_click_param,
+            quality, quality_reasons, excluded, excluded_reason, lander, country, device, os, browser, route)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+            ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
     )?;
     let [s1, s2, s3, s4, s5] = &c.sub_ids;
+    let p = &c.profile;
     stmt.execute(params![
         c.click_id.to_hex(),
         c.ts_ms as i64,
@@ -33,6 +36,16 @@ pub(super) fn insert_click(tx: &Transaction<'_>, c: &ClickRecord) -> rusqlite::R
         c.referrer,
         c.entry,
         c.source_click_param,
+        p.quality,
+        p.quality_reasons,
+        p.excluded.is_some(),
+        p.excluded,
+        p.lander,
+        p.country,
+        p.device,
+        p.os,
+        p.browser,
+        p.route,
     ])?;
     Ok(())
 }
@@ -274,6 +287,8 @@ pub(super) fn apply_postback(
         },
         Action::Duplicate(_) => false,
     };
+    let relayed =
+        super::destinations::after_postback(tx, &action, c, conversion_id, now)? || relayed;
     Ok(PostbackCommit {
         journal_id,
         outcome,
@@ -296,7 +311,7 @@ fn relay_upgrade(
         return Ok(false);
     };
     let held = tx
-        .prepare_cached("UPDATE outbox SET url = ?2, next_attempt_ms = ?3 WHERE conversion_id = ?1 AND state = 'pending' AND attempts = 0")?
+        .prepare_cached("UPDATE outbox SET url = ?2, next_attempt_ms = ?3 WHERE conversion_id = ?1 AND state = 'pending' AND attempts = 0 AND destination_id IS NULL")?
         .execute(params![existing.id, url, now as i64])?;
     if held > 0 {
         return Ok(true);

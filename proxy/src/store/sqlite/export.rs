@@ -6,7 +6,7 @@
 
 use crate::store::export::{
     split_ids, BackfillCursor, Changes, ExportBacklog, ExportBatch, ExportedClick,
-    ExportedConversion, HistoryPage,
+    ExportedConversion, ExportedTraits, HistoryPage,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use std::collections::BTreeSet;
@@ -124,7 +124,8 @@ pub(super) fn cursor(conn: &Connection) -> rusqlite::Result<BackfillCursor> {
 const CLICK_COLUMNS: &str = "c.click_id, c.ts_ms, c.campaign_id, c.source_id, c.sub1, c.sub2, c.sub3, c.sub4, c.sub5,
     c.cost, c.ip, c.user_agent,
     (SELECT o.offer_id FROM outbound_clicks o WHERE o.click_id = c.click_id ORDER BY o.ts_ms DESC, o.seq DESC LIMIT 1),
-    coalesce((SELECT max(o.ts_ms) FROM outbound_clicks o WHERE o.click_id = c.click_id), 0)";
+    coalesce((SELECT max(o.ts_ms) FROM outbound_clicks o WHERE o.click_id = c.click_id), 0),
+    c.quality, c.lander, c.country, c.device, c.os, c.browser, c.excluded";
 
 fn click_row(r: &Row<'_>) -> rusqlite::Result<ExportedClick> {
     Ok(ExportedClick {
@@ -138,6 +139,15 @@ fn click_row(r: &Row<'_>) -> rusqlite::Result<ExportedClick> {
         user_agent: r.get(11)?,
         last_offer_id: r.get(12)?,
         last_offer_ms: r.get(13)?,
+        traits: ExportedTraits {
+            quality: r.get(14)?,
+            lander: r.get(15)?,
+            country: r.get(16)?,
+            device: r.get(17)?,
+            os: r.get(18)?,
+            browser: r.get(19)?,
+            excluded: r.get(20)?,
+        },
     })
 }
 
@@ -148,7 +158,8 @@ const CONVERSION_COLUMNS: &str = "v.id, v.click_id, c.ts_ms, c.campaign_id, c.so
     coalesce(v.offer_id, (SELECT o.offer_id FROM outbound_clicks o WHERE o.click_id = c.click_id
                           ORDER BY o.ts_ms DESC, o.seq DESC LIMIT 1)),
     v.network_id, v.payout, v.status, v.updated_ms,
-    coalesce((SELECT max(o.ts_ms) FROM outbound_clicks o WHERE o.click_id = c.click_id), 0)";
+    coalesce((SELECT max(o.ts_ms) FROM outbound_clicks o WHERE o.click_id = c.click_id), 0),
+    c.quality, c.lander, c.country, c.device, c.os, c.browser, c.excluded";
 
 fn conversion_row(r: &Row<'_>) -> rusqlite::Result<ExportedConversion> {
     Ok(ExportedConversion {
@@ -164,6 +175,15 @@ fn conversion_row(r: &Row<'_>) -> rusqlite::Result<ExportedConversion> {
         status: r.get(13)?,
         updated_ms: r.get(14)?,
         last_offer_ms: r.get(15)?,
+        traits: ExportedTraits {
+            quality: r.get(16)?,
+            lander: r.get(17)?,
+            country: r.get(18)?,
+            device: r.get(19)?,
+            os: r.get(20)?,
+            browser: r.get(21)?,
+            excluded: r.get(22)?,
+        },
     })
 }
 

@@ -33,6 +33,7 @@ pub(super) fn apply_schema(conn: &mut Connection, schema: &str) -> rusqlite::Res
     }
     tx.execute_batch(schema)?;
     add_missing_columns(&tx)?;
+    tx.execute_batch(super::destinations::INDEX)?;
     let upgrade = if rebuild {
         rebuild_conversions(&tx)?
     } else {
@@ -67,6 +68,17 @@ fn conversions_have_unique_key(tx: &Transaction<'_>) -> rusqlite::Result<bool> {
 const COLUMNS_ADDED: &[(&str, &str, &str)] = &[
     ("postback_journal", "cut", "TEXT"),
     ("outbox", "replayed_ms", "INTEGER"),
+    ("clicks", "quality", "TEXT NOT NULL DEFAULT 'ok'"),
+    ("clicks", "quality_reasons", "TEXT NOT NULL DEFAULT ''"),
+    ("clicks", "excluded", "INTEGER NOT NULL DEFAULT 0"),
+    ("clicks", "excluded_reason", "TEXT"),
+    ("clicks", "lander", "TEXT NOT NULL DEFAULT ''"),
+    ("clicks", "country", "TEXT NOT NULL DEFAULT ''"),
+    ("clicks", "device", "TEXT NOT NULL DEFAULT ''"),
+    ("clicks", "os", "TEXT NOT NULL DEFAULT ''"),
+    ("clicks", "browser", "TEXT NOT NULL DEFAULT ''"),
+    ("clicks", "route", "TEXT NOT NULL DEFAULT ''"),
+    ("outbox", "destination_id", "TEXT"),
 ];
 
 fn add_missing_columns(tx: &Transaction<'_>) -> rusqlite::Result<()> {

@@ -1,11 +1,13 @@
 //! The embedded store: SQLite in WAL mode, one writer thread doing group commit.
 
 mod apply;
+mod destinations;
 mod export;
 mod migrate;
 mod read;
 pub(crate) mod report;
 mod retention;
+mod rotation;
 
 use super::export::{BackfillCursor, ExportBacklog, ExportBatch, HistoryPage};
 use super::{ConversionRow, JournalFilter, JournalRow, OutboxCounts, OutboxRow};
@@ -477,8 +479,19 @@ impl Store for SqliteStore {
         )?)
     }
 
+    async fn due_destination(
+        &self,
+        claim: &crate::store::DestinationClaim,
+    ) -> Result<Vec<crate::store::DestinationEntry>, StoreError> {
+        Ok(destinations::due(&self.admin_reader.lock(), claim)?)
+    }
+
     async fn outbox(&self, state: Option<&str>, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
         Ok(read::outbox(&self.admin_reader.lock(), state, limit)?)
+    }
+
+    async fn outbox_for_click(&self, click_id: &str) -> Result<Vec<OutboxRow>, StoreError> {
+        Ok(read::outbox_for_click(&self.admin_reader.lock(), click_id)?)
     }
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
@@ -511,6 +524,18 @@ impl Store for SqliteStore {
         Ok(read::conversions_for_click(
             &self.admin_reader.lock(),
             click_id,
+        )?)
+    }
+
+    async fn rotation_figures(
+        &self,
+        campaign_id: &str,
+        since_ms: u64,
+    ) -> Result<Vec<crate::store::RotationFigure>, StoreError> {
+        Ok(rotation::figures(
+            &self.admin_reader.lock(),
+            campaign_id,
+            since_ms,
         )?)
     }
 

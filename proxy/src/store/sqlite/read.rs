@@ -40,7 +40,8 @@ fn click_row(conn: &Connection, id: &ClickId) -> rusqlite::Result<Option<StoredC
     conn.prepare_cached(
         "SELECT click_id, ts_ms, campaign_id, source_id, source_click_id, cost,
             (SELECT offer_id FROM outbound_clicks o WHERE o.click_id = c.click_id ORDER BY o.ts_ms DESC, o.seq DESC LIMIT 1),
-            source_click_param, sub1, sub2, sub3, sub4, sub5
+            source_click_param, sub1, sub2, sub3, sub4, sub5,
+            quality, quality_reasons, excluded_reason, lander, country, device, os, browser, route
          FROM clicks c WHERE click_id = ?1",
     )?
     .query_row([id.to_hex()], |r| {
@@ -55,6 +56,17 @@ fn click_row(conn: &Connection, id: &ClickId) -> rusqlite::Result<Option<StoredC
             source_click_param: r.get(7)?,
             sub_ids: [r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?],
             outbound_offer_ids: Vec::new(),
+            profile: crate::store::ClickProfile {
+                quality: r.get(13)?,
+                quality_reasons: r.get(14)?,
+                excluded: r.get(15)?,
+                lander: r.get(16)?,
+                country: r.get(17)?,
+                device: r.get(18)?,
+                os: r.get(19)?,
+                browser: r.get(20)?,
+                route: r.get(21)?,
+            },
         })
     })
     .optional()
@@ -65,11 +77,11 @@ pub(super) fn click_count(conn: &Connection) -> rusqlite::Result<u64> {
         .map(|n| n as u64)
 }
 
-const OUTBOX_COLUMNS: &str =
+pub(super) const OUTBOX_COLUMNS: &str =
     "id, conversion_id, source_id, kind, url, state, attempts, next_attempt_ms, created_ms,
-    last_status, last_error, delivered_ms, click_id, replayed_ms";
+    last_status, last_error, delivered_ms, click_id, replayed_ms, destination_id";
 
-fn outbox_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
+pub(super) fn outbox_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
     Ok(OutboxRow {
         id: r.get(0)?,
         conversion_id: r.get(1)?,
@@ -85,6 +97,7 @@ fn outbox_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
         delivered_ms: r.get::<_, Option<i64>>(11)?.map(|t| t as u64),
         click_id: r.get(12)?,
         replayed_ms: r.get::<_, Option<i64>>(13)?.map(|t| t as u64),
+        destination_id: r.get(14)?,
     })
 }
 
@@ -96,7 +109,7 @@ pub(super) fn due_outbox(
 ) -> rusqlite::Result<Vec<OutboxRow>> {
     // Over-fetch by the in-flight count so skipping them still fills the batch.
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, id LIMIT ?2"
+        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_ms <= ?1 AND destination_id IS NULL ORDER BY next_attempt_ms, id LIMIT ?2"
     ))?;
     let rows = stmt.query_map(
         params![now as i64, (limit as usize + in_flight.len()) as i64],
@@ -124,6 +137,23 @@ pub(super) fn outbox(
         "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE (?1 IS NULL OR state = ?1) ORDER BY id DESC LIMIT ?2"
     ))?;
     let rows = stmt.query_map(params![state, limit as i64], outbox_row)?;
+    rows.collect()
+}
+
+/// A click's relays: its conversions by the click-ordered index, their outbox entries
+/// by `outbox_by_conversion`.
+pub(super) fn outbox_for_click(
+    conn: &Connection,
+    click_id: &str,
+) -> rusqlite::Result<Vec<OutboxRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE conversion_id IN \
+         (SELECT id FROM conversions WHERE click_id = ?1) ORDER BY id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(
+        params![click_id, super::super::MAX_RELAYS_PER_CLICK as i64],
+        outbox_row,
+    )?;
     rows.collect()
 }
 

@@ -17,6 +17,7 @@
 use crate::report::aggregate::{
     amount_micros, key_range, Aggregator, ClickFacts, ConversionFacts, Needed, COUNTED_STATUSES,
 };
+use crate::report::params::Trait;
 use crate::report::{Catalog, Figures, ReportParams, ReportRow};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
@@ -86,9 +87,16 @@ fn run_in_snapshot(
             "NULL".into()
         }
     };
+    let traits = Trait::ALL
+        .iter()
+        .zip(needed.traits)
+        .map(|(t, needed)| col(t.column(), needed))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Excluded clicks (and below, their conversions) are never counted.
     let mut clicks = conn.prepare(&format!(
-        "SELECT {}, {}, {}, {}, {}, {}, {}, {}, {}, cost, ip, user_agent
-         FROM clicks WHERE click_id >= ?1 AND click_id < ?2 ORDER BY click_id",
+        "SELECT {}, {}, {}, {}, {}, {}, {}, {}, {}, cost, ip, user_agent, {traits}
+         FROM clicks WHERE click_id >= ?1 AND click_id < ?2 AND excluded = 0 ORDER BY click_id",
         col("click_id", needed.offer),
         col("ts_ms", needed.day),
         col("campaign_id", needed.campaign),
@@ -146,6 +154,9 @@ fn run_in_snapshot(
             user_agent: text(r.get_ref(11)?),
             ..Default::default()
         };
+        for (i, t) in facts.traits.iter_mut().enumerate() {
+            *t = text(r.get_ref(12 + i)?);
+        }
         for (i, s) in facts.subs.iter_mut().enumerate() {
             *s = text(r.get_ref(4 + i)?);
         }
@@ -166,9 +177,10 @@ fn run_in_snapshot(
         "SELECT c.ts_ms, c.campaign_id, c.source_id, c.sub1, c.sub2, c.sub3, c.sub4, c.sub5,
                 v.payout, v.network_id,
                 COALESCE(v.offer_id, (SELECT o.offer_id FROM outbound_clicks o WHERE o.click_id = c.click_id
-                                      ORDER BY o.ts_ms DESC, o.seq DESC LIMIT 1))
+                                      ORDER BY o.ts_ms DESC, o.seq DESC LIMIT 1)),
+                c.quality, c.lander, c.country, c.device, c.os, c.browser
          FROM conversions v CROSS JOIN clicks c ON c.click_id = v.click_id
-         WHERE v.click_id >= ?1 AND v.click_id < ?2 AND v.status IN ({statuses})"
+         WHERE v.click_id >= ?1 AND v.click_id < ?2 AND v.status IN ({statuses}) AND c.excluded = 0"
     ))?;
     let mut rows = convs.query([&lo, &hi])?;
     while let Some(r) = rows.next()? {
@@ -181,6 +193,9 @@ fn run_in_snapshot(
             offer: text(r.get_ref(10)?),
             ..Default::default()
         };
+        for (i, t) in facts.traits.iter_mut().enumerate() {
+            *t = text(r.get_ref(11 + i)?);
+        }
         for (i, s) in facts.subs.iter_mut().enumerate() {
             *s = text(r.get_ref(3 + i)?);
         }

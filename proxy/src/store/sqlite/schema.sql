@@ -13,7 +13,18 @@ CREATE TABLE IF NOT EXISTS clicks (
     ip              TEXT,
     user_agent      TEXT,
     referrer        TEXT,
-    entry           TEXT NOT NULL          -- landing | direct
+    entry           TEXT NOT NULL,         -- landing | direct
+    -- Traffic quality (docs/traffic-rules.md) and the visitor's traits; '' = unknown.
+    quality         TEXT NOT NULL DEFAULT 'ok',  -- ok | flagged
+    quality_reasons TEXT NOT NULL DEFAULT '',    -- comma-separated reason names
+    excluded        INTEGER NOT NULL DEFAULT 0,  -- 1: never counted in reports nor relayed
+    excluded_reason TEXT,                        -- why (quality, ...), when excluded
+    lander          TEXT NOT NULL DEFAULT '',
+    country         TEXT NOT NULL DEFAULT '',
+    device          TEXT NOT NULL DEFAULT '',
+    os              TEXT NOT NULL DEFAULT '',
+    browser         TEXT NOT NULL DEFAULT '',
+    route           TEXT NOT NULL DEFAULT ''     -- the routing rule (or default) that picked lander and offers
 ) WITHOUT ROWID;
 -- No secondary index on clicks: the key is time-ordered, so a time range is a key
 -- range, and every index would add pages to each click's commit.
@@ -102,9 +113,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_status     INTEGER,
     last_error      TEXT,
     delivered_ms    INTEGER,
-    replayed_ms     INTEGER                -- last requeued from the dead letters: max_age counts from here
+    replayed_ms     INTEGER,               -- last requeued from the dead letters: max_age counts from here
+    destination_id  TEXT                   -- the [[destinations]] id; NULL for the source's postback URL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_ms);
+-- A click's relays, for the click explainer: one small entry per relay written.
+CREATE INDEX IF NOT EXISTS outbox_by_conversion ON outbox (conversion_id);
 
 -- Indexes earlier versions created and this one no longer keeps.
 DROP INDEX IF EXISTS journal_by_time;

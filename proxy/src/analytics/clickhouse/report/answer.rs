@@ -62,6 +62,8 @@ fn key(d: Dimension, cell: &Value) -> Result<Option<String>, String> {
             Ok(Some(format_date(day)))
         }
         (_, Value::Null) => Ok(None),
+        // An unknown trait is stored empty and grouped under null, as the store does.
+        (Dimension::Trait(_), Value::String(s)) if s.is_empty() => Ok(None),
         (_, Value::String(s)) => Ok(Some(s.clone())),
         _ => Err(format!("expected a {d} value, got {cell}")),
     }

@@ -2,7 +2,7 @@
 
 use super::{Bound, ReportQuery};
 use crate::report::aggregate::{key_range, Needed, COUNTED_STATUSES};
-use crate::report::params::{Dimension, DAY_MS};
+use crate::report::params::{Dimension, Trait, DAY_MS};
 use crate::report::{Catalog, ReportParams};
 use std::collections::HashMap;
 
@@ -181,8 +181,9 @@ fn branch(
                     .bind(Bound::Int(offset_ms))
                     .push(&format!(") % {DAY_MS}) < 0)"))
             }
-            // Already selected as `o`.
+            // Already selected as `o`; a trait is the column of the same name.
             Dimension::Offer => continue,
+            Dimension::Trait(t) => sql.push(t.column()),
             Dimension::Network => {
                 let own = (side == Side::Conversions).then_some("network_id");
                 if lookups.offers.is_empty() {
@@ -257,6 +258,11 @@ fn branch(
             columns.push("network_id");
         }
     }
+    for (t, wanted) in Trait::ALL.iter().zip(needed.traits) {
+        if wanted {
+            columns.push(t.column());
+        }
+    }
     match side {
         Side::Clicks => columns.extend(["visitor", "cost_micros"]),
         Side::Conversions => columns.extend(["status", "payout_micros"]),
@@ -271,7 +277,10 @@ fn branch(
             .push(" WHERE click_id >= ")
             .text(&range.0)
             .push(" AND click_id < ")
-            .text(&range.1);
+            .text(&range.1)
+            // Excluded clicks (and their conversions, which carry the flag) never
+            // count. The flag never changes, so reading it before FINAL is sound.
+            .push(" AND excluded = 0");
     };
     sql.push(" FROM (");
     if side == Side::Clicks && !settled.is_empty() {
@@ -403,12 +412,12 @@ mod tests {
              sum(bitShiftRight(payout, 32)), sum(toUInt64(bitAnd(payout, 4294967295))) FROM (\
              SELECT materialize(toUInt8(1)) AS kind, visitor, cost_micros AS cost, \
              materialize(toInt64(0)) AS payout \
-             FROM (SELECT visitor, cost_micros FROM clicks FINAL WHERE click_id >= ? AND click_id < ?) \
+             FROM (SELECT visitor, cost_micros FROM clicks FINAL WHERE click_id >= ? AND click_id < ? AND excluded = 0) \
              UNION ALL \
              SELECT if(status IN (?, ?), toUInt8(2), toUInt8(0)) AS kind, \
              materialize(toUInt64(0)) AS visitor, materialize(toInt64(0)) AS cost, \
              if(kind = 2, payout_micros, toInt64(0)) AS payout \
-             FROM (SELECT status, payout_micros FROM conversions FINAL WHERE click_id >= ? AND click_id < ?))"
+             FROM (SELECT status, payout_micros FROM conversions FINAL WHERE click_id >= ? AND click_id < ? AND excluded = 0))"
         );
         let (lo, hi) = key_range(Some(0x0190_0000_0000), Some(0x0190_0000_1000));
         assert_eq!(
@@ -431,9 +440,9 @@ mod tests {
         placeholders_match(&q);
         assert!(
             q.sql.contains(
-                "FROM (SELECT visitor, cost_micros FROM clicks FINAL WHERE click_id >= ? AND click_id < ? \
+                "FROM (SELECT visitor, cost_micros FROM clicks FINAL WHERE click_id >= ? AND click_id < ? AND excluded = 0 \
                  AND NOT ((ts_ms >= ? AND ts_ms < ?)) UNION ALL \
-                 SELECT visitor, cost_micros FROM clicks WHERE click_id >= ? AND click_id < ? \
+                 SELECT visitor, cost_micros FROM clicks WHERE click_id >= ? AND click_id < ? AND excluded = 0 \
                  AND ((ts_ms >= ? AND ts_ms < ?)))"
             ),
             "{}",
@@ -561,7 +570,7 @@ mod tests {
             placeholders_match(&q);
             assert_eq!(
                 q.sql
-                    .matches(" FINAL WHERE click_id >= ? AND click_id < ?")
+                    .matches(" FINAL WHERE click_id >= ? AND click_id < ? AND excluded = 0")
                     .count(),
                 2
             );
