@@ -1,6 +1,6 @@
 //! `[traffic]` and `campaigns[].quality`: traffic-quality signals and what a campaign
 //! does with a flagged click (docs/traffic-rules.md). Raw TOML → validated here, so
-//! `validate.rs` only calls in.
+//! `validate/` only calls in.
 
 use super::validate::parse_duration;
 use super::ConfigError;
