@@ -193,10 +193,24 @@ impl Browser {
 
     /// A PNG screenshot of the page as it is now, written to `path`.
     pub fn screenshot(&mut self, path: &Path) {
-        let r = self.call_page(
-            "Page.captureScreenshot",
-            json!({ "format": "png", "captureBeyondViewport": true }),
-        );
+        // Right after a navigation, on a loaded machine, the new page may not be laid
+        // out yet ("Cannot take screenshot with 0 width"): ask again for a while.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let r = loop {
+            let session = self.session.clone();
+            match self.try_call(
+                Some(&session),
+                "Page.captureScreenshot",
+                json!({ "format": "png", "captureBeyondViewport": true }),
+            ) {
+                Ok(r) => break r,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("screenshot not ready ({e}), retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Err(e) => panic!("Page.captureScreenshot failed: {e}"),
+            }
+        };
         let data = r["data"].as_str().expect("screenshot data");
         let png = decode_base64(data).expect("DevTools sends base64");
         std::fs::write(path, png).expect("write the screenshot");
