@@ -119,3 +119,49 @@ pub fn request(
 pub fn get(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> Response {
     request(addr, "GET", target, headers, b"").unwrap_or_else(|e| panic!("GET {target}: {e}"))
 }
+
+/// One HTTP/1.1 request as a loopback fake server reads it off a keep-alive connection.
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    /// `Content-Length` bytes of body (none without the header).
+    pub body: Vec<u8>,
+}
+
+/// Read the next request from `reader`: `None` when the client has closed the
+/// connection or sent something cut short. The fakes share it so each reads requests
+/// the same way.
+pub fn read_request(reader: &mut impl std::io::BufRead) -> Option<ReadRequest> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(ReadRequest {
+        method,
+        target,
+        headers,
+        body,
+    })
+}

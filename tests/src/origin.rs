@@ -2,7 +2,7 @@
 //! Content-Length or chunked framing, bodies written in caller-chosen pieces (so a
 //! chunk can end inside an attribute), and a record of every request it received.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -147,39 +147,12 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Seen>>, handler: &Handler) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
-    loop {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_string();
-        let target = parts.next().unwrap_or("").to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
-        }
+    while let Some(read) = crate::http::read_request(&mut reader) {
         let req = Seen {
-            method,
-            target,
-            headers,
+            method: read.method,
+            target: read.target,
+            headers: read.headers,
         };
-        if let Some(n) = req
-            .header("content-length")
-            .and_then(|v| v.parse::<usize>().ok())
-        {
-            let mut body = vec![0; n];
-            if reader.read_exact(&mut body).is_err() {
-                return;
-            }
-        }
         seen.lock().unwrap().push(req.clone());
         let reply = handler(&req);
         if write_reply(&mut out, &req, &reply).is_err() {

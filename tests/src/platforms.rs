@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 use std::collections::{HashSet, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -175,40 +175,13 @@ impl Drop for FakePlatform {
 fn serve(stream: TcpStream, kind: &Kind, state: &Mutex<State>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut stream = stream;
-    loop {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_string();
-        let path = parts.next().unwrap_or("").to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.trim_end().split_once(':') {
-                headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
+    while let Some(req) = crate::http::read_request(&mut reader) {
         let mut received = Received {
             at: Instant::now(),
-            method,
-            path,
-            headers,
-            body,
+            method: req.method,
+            path: req.target,
+            headers: req.headers,
+            body: req.body,
             status: 0,
         };
         let canned = state.lock().unwrap().canned.pop_front();
