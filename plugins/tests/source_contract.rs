@@ -26,6 +26,28 @@ fn names(tokens: &[clickstamp_plugins::SourceToken]) -> Vec<String> {
     tokens.iter().map(|t| t.name.clone()).collect()
 }
 
+/// The generic `{x}` vocabulary (the field names `docs/configuration.md` lists), written out here so
+/// the defaults are checked against the documentation, not against themselves.
+const GENERIC_VOCABULARY: &[&str] = &[
+    "source_click_id",
+    "click_id",
+    "payout",
+    "currency",
+    "txid",
+    "status",
+    "event",
+    "event_id",
+    "cost",
+    "timestamp",
+    "timestamp_ms",
+    "time_rfc3339",
+    "sub1",
+    "sub2",
+    "sub3",
+    "sub4",
+    "sub5",
+];
+
 #[test]
 fn a_source_implementing_only_the_required_methods_gets_the_documented_defaults() {
     let bare = Bare;
@@ -33,10 +55,9 @@ fn a_source_implementing_only_the_required_methods_gets_the_documented_defaults(
     assert_eq!(bare.token_case(), CaseRule::Insensitive);
     assert_eq!(
         names(&bare.postback_tokens()),
-        names(&RelayField::generic_tokens()),
+        GENERIC_VOCABULARY,
         "the generic vocabulary"
     );
-    assert!(!bare.postback_tokens().is_empty());
     assert_eq!(bare.postback_template(), None);
     assert!(!bare.relays_status_changes());
     assert!(bare.landing_tokens().is_empty());
@@ -165,10 +186,7 @@ fn param_source_is_the_generic_vocabulary_under_its_own_kind() {
     let src = ParamSource::new("my-network", vec!["tsid".into()], None, vec![]);
     assert_eq!(src.kind(), "my-network");
     assert_eq!(src.token_case(), CaseRule::Insensitive);
-    assert_eq!(
-        names(&src.postback_tokens()),
-        names(&RelayField::generic_tokens())
-    );
+    assert_eq!(names(&src.postback_tokens()), GENERIC_VOCABULARY);
     assert_eq!(
         src.campaign_url("https://t.example/a"),
         "https://t.example/a"
